@@ -1,0 +1,279 @@
+"""Crop every dog out of the raw archives by its box, in a pool of processes, into one array file.
+
+Photos are decoded straight from the zip members (no extraction), shrunk by the JPEG decoder when
+the boxes allow it, and each box becomes a square crop with a margin, resized to `crop.size`.
+What is skipped, and why, is counted in the report.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import multiprocessing
+import os
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from doggan.annotations import AnnotationError, Box, parse
+from doggan.archives import open_zip, safe_members
+from doggan.errors import DogganError
+from doggan.files import atomic_path, write_json
+from doggan.grids import save_grid
+from doggan.params import CropParams
+
+
+class Crops(NamedTuple):
+    images: np.ndarray  # (N, S, S, C) uint8
+    labels: np.ndarray  # (N,) int32, index into breeds
+    ids: np.ndarray  # (N,) str, source image id of each crop
+    breeds: np.ndarray  # (K,) str
+
+
+def save_crops(path: str | Path, crops: Crops) -> None:
+    """Write crops as one .npz file, atomically."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            images=crops.images,
+            labels=crops.labels.astype(np.int32),
+            ids=np.asarray(crops.ids, dtype=str),
+            breeds=np.asarray(crops.breeds, dtype=str),
+        )
+
+
+def load_crops(path: str | Path) -> Crops:
+    """Read a crops file written by `save_crops`, with a clear error when it is missing or wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DogganError(f"{path}: crops file not found (run the crop stage)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            crops = Crops(data["images"], data["labels"], data["ids"], data["breeds"])
+    except (KeyError, ValueError, OSError) as exc:
+        raise DogganError(f"{path}: not a crops file ({exc})") from None
+    if crops.images.ndim != 4 or crops.images.dtype != np.uint8 or len(crops.images) == 0:
+        raise DogganError(f"{path}: expected a non-empty uint8 array (N, S, S, C) of crops")
+    return crops
+
+
+INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class Job(NamedTuple):
+    member: str
+    boxes: tuple[Box, ...] | None  # None: no annotation, crop the centre square
+
+
+class Outcome(NamedTuple):
+    member: str
+    crops: list[tuple[np.ndarray, str]]
+    skips: list[str]
+
+
+def square_window(box: Box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """The square around a box, grown by `margin` of its longer side, moved inside the image, clipped."""
+    side = max(box.xmax - box.xmin, box.ymax - box.ymin) * (1.0 + margin)
+    side = min(side, max(width, height))
+    cx, cy = (box.xmin + box.xmax) / 2, (box.ymin + box.ymax) / 2
+    x0 = min(max(cx - side / 2, 0.0), max(width - side, 0.0))
+    y0 = min(max(cy - side / 2, 0.0), max(height - side, 0.0))
+    return (
+        int(round(x0)),
+        int(round(y0)),
+        int(round(min(x0 + side, width))),
+        int(round(min(y0 + side, height))),
+    )
+
+
+def check_box(box: Box, width: int, height: int, min_box: int) -> tuple[Box | None, str | None]:
+    """Clip a box to the image; return (box, None) when usable, else (None, reason)."""
+    if box.xmin > box.xmax or box.ymin > box.ymax:
+        return None, "inverted box"
+    clipped = Box(box.breed, max(box.xmin, 0), max(box.ymin, 0), min(box.xmax, width), min(box.ymax, height))
+    if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
+        return None, "empty box or box outside the image"
+    if min(clipped.xmax - clipped.xmin, clipped.ymax - clipped.ymin) < min_box:
+        return None, "box smaller than crop.min_box"
+    return clipped, None
+
+
+def resize(image: np.ndarray, size: int, params: CropParams) -> np.ndarray:
+    shrink = image.shape[0] >= size and image.shape[1] >= size
+    method = INTERPOLATION[params.interpolation_down if shrink else params.interpolation_up]
+    out = cv2.resize(image, (size, size), interpolation=method)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _decode(data: bytes, mode: str, scale: float) -> tuple[Image.Image, float]:
+    """Decode to RGB or L, letting the JPEG decoder shrink by up to `scale`; returns (image, factor)."""
+    image = Image.open(io.BytesIO(data))
+    width = image.width
+    if scale >= 2 and image.format == "JPEG":
+        image.draft("RGB" if mode == "RGB" else "L", (int(image.width / scale), int(image.height / scale)))
+    image.load()
+    if image.mode != mode:
+        image = image.convert("RGBA" if image.mode in ("P", "PA") and mode == "RGB" else mode)
+        image = image.convert(mode)
+    return image, width / image.width
+
+
+def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -> tuple[list, list[str]]:
+    """Crop every box of one photo (or its centre square); returns ([(crop, breed)], [skip reasons])."""
+    mode = "RGB" if params.channels == 3 else "L"
+    probe = Image.open(io.BytesIO(data))
+    width, height = probe.size
+    if boxes is None:
+        side = min(width, height)
+        x0, y0 = (width - side) // 2, (height - side) // 2
+        boxes = (Box("image", x0, y0, x0 + side, y0 + side),)
+        margin = 0.0
+    else:
+        margin = params.margin
+    usable, skips = [], []
+    for box in boxes:
+        clipped, reason = check_box(box, width, height, params.min_box)
+        if reason:
+            skips.append(reason)
+        else:
+            usable.append(clipped)
+    if not usable:
+        return [], skips
+    windows = [square_window(b, width, height, margin) for b in usable]
+    smallest = min(min(x1 - x0, y1 - y0) for x0, y0, x1, y1 in windows)
+    image, factor = _decode(data, mode, smallest / params.size)
+    pixels = np.asarray(image)
+    crops = []
+    for box, (x0, y0, x1, y1) in zip(usable, windows, strict=True):
+        a, b = int(x0 / factor), int(y0 / factor)
+        c, d = max(int(round(x1 / factor)), a + 1), max(int(round(y1 / factor)), b + 1)
+        crops.append((resize(pixels[b:d, a:c], params.size, params), box.breed))
+    return crops, skips
+
+
+_worker_zip: zipfile.ZipFile | None = None
+
+
+def _init_worker(path: str) -> None:
+    global _worker_zip
+    _worker_zip = zipfile.ZipFile(path)
+
+
+def _work(job: Job, params: CropParams) -> Outcome:
+    try:
+        crops, skips = crop_image(_worker_zip.read(job.member), job.boxes, params)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, zipfile.BadZipFile):
+        return Outcome(job.member, [], ["image failed to decode"])
+    return Outcome(job.member, crops, skips)
+
+
+def _image_id(name: str) -> str:
+    return PurePosixPath(name).stem
+
+
+def plan_jobs(raw_dir: Path, report: Counter, examples: dict) -> tuple[Path, int, list[Job]]:
+    """Pair each photo with its annotation; count refused members and unpaired files."""
+
+    def skip(reason: str, name: str, n: int = 1) -> None:
+        report[reason] += n
+        examples.setdefault(reason, [])
+        if len(examples[reason]) < 3:
+            examples[reason].append(name)
+
+    folder = raw_dir / "images.zip"
+    images_path = folder if folder.exists() else raw_dir / "all-dogs.zip"
+    with open_zip(images_path) as zf:
+        members, refused = safe_members(zf)
+    for name, reason in refused.items():
+        skip(f"unsafe archive member ({reason})", name)
+    photos = {}
+    for info in members:
+        if info.filename.lower().endswith(IMAGE_SUFFIXES):
+            photos[_image_id(info.filename)] = info.filename
+    if not photos:
+        raise DogganError(f"{images_path}: no images in the archive")
+    if images_path == folder:
+        return images_path, len(photos), [Job(photos[k], None) for k in sorted(photos)]
+
+    notes_path = raw_dir / "Annotation.zip"
+    boxes: dict[str, tuple[Box, ...]] = {}
+    with open_zip(notes_path) as zf:
+        members, refused = safe_members(zf)
+        for name, reason in refused.items():
+            skip(f"unsafe archive member ({reason})", name)
+        for info in members:
+            image_id = _image_id(info.filename)
+            try:
+                boxes[image_id] = tuple(parse(zf.read(info)))
+            except AnnotationError as exc:
+                skip(exc.reason, info.filename)
+    jobs = []
+    for image_id in sorted(photos):
+        if image_id in boxes:
+            if boxes[image_id]:
+                jobs.append(Job(photos[image_id], boxes[image_id]))
+            else:
+                skip("annotation without objects", image_id)
+        else:
+            skip("image without annotation", photos[image_id])
+    for image_id in sorted(set(boxes) - set(photos)):
+        skip("annotation without image", image_id)
+    return images_path, len(photos), jobs
+
+
+def crop_stage(
+    raw_dir: Path, params: CropParams, out_path: Path, report_path: Path, preview_path: Path
+) -> dict:
+    """Crop every annotated dog of the raw archives into one array file, with a report and a preview."""
+    skipped: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    images_path, n_photos, jobs = plan_jobs(Path(raw_dir), skipped, examples)
+    objects = sum(len(j.boxes) if j.boxes else 1 for j in jobs)
+    workers = params.workers or os.cpu_count() or 1
+    crops, breeds, ids = [], [], []
+    work = functools.partial(_work, params=params)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, _init_worker, (str(images_path),)) as pool:
+        results = pool.imap(work, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1)))
+        for outcome in tqdm(results, total=len(jobs), desc="crop", unit="img", smoothing=0.1):
+            for reason in outcome.skips:
+                skipped[reason] += 1
+                examples.setdefault(reason, [])
+                if len(examples[reason]) < 3:
+                    examples[reason].append(outcome.member)
+            for crop, breed in outcome.crops:
+                crops.append(crop)
+                breeds.append(breed)
+                ids.append(_image_id(outcome.member))
+    if not crops:
+        raise DogganError(f"{images_path}: no usable crops ({dict(skipped)})")
+    names = np.array(sorted(set(breeds)))
+    labels = np.searchsorted(names, np.array(breeds)).astype(np.int32)
+    images = np.stack(crops).astype(np.uint8)
+    save_crops(out_path, Crops(images, labels, np.array(ids), names))
+    report = {
+        "images": n_photos,
+        "objects": objects,
+        "crops": len(images),
+        "breeds": len(names),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": dict(sorted(skipped.items())),
+        "examples": examples,
+    }
+    write_json(report_path, report)
+    pick = np.random.default_rng(0).permutation(len(images))[: min(len(images), 64)]
+    save_grid(preview_path, images[np.sort(pick)], scale=2)
+    return report

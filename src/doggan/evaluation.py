@@ -1,0 +1,202 @@
+"""Real-image statistics (computed once per dataset and backbone) and MiFID of a submission.
+
+The real_stats stage stores, per protocol, the backbone's features of the real images with their
+mean and covariance, plus small thumbnails for the memorization grid; evaluate then never reads
+the raw photos. Numbers from different backbones are never mixed: evaluate uses the backbone the
+statistics were made with, and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from doggan import backbones, mifid
+from doggan.errors import DogganError
+from doggan.files import atomic_path, write_json
+from doggan.grids import save_grid
+from doggan.params import EvalParams
+
+log = logging.getLogger("doggan")
+
+EPS = {"public": mifid.KAGGLE_EPS_PUBLIC, "private": mifid.KAGGLE_EPS_PRIVATE}
+THUMB = 32
+WARN_MARGIN = 1.2  # warn when the memorization distance is within 20% of the threshold
+
+
+def protocols(eval_params: EvalParams) -> list[str]:
+    return ["public", "private"] if eval_params.protocol == "both" else [eval_params.protocol]
+
+
+def load_backbone(eval_params: EvalParams, protocol: str, name: str | None = None) -> backbones.Backbone:
+    """The backbone for a protocol: `name` when given (as stored with the stats), else from params."""
+    requested = name or eval_params.backbone
+    if requested == "auto" and protocol == "private":
+        return backbones.load("auto", eval_params.inception_graph, private=True)
+    return backbones.load(requested, eval_params.inception_graph)
+
+
+def _batched(images: np.ndarray, batch_size: int):
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+def _real_images(raw_dir: Path, crops_path: Path, eval_params: EvalParams) -> np.ndarray:
+    if eval_params.real == "crops":
+        from doggan.crop import load_crops
+
+        images = load_crops(crops_path).images
+        if images.shape[-1] != 3:
+            images = np.repeat(images, 3, axis=-1)
+        return images
+    from doggan.photos import iter_photos
+
+    return np.concatenate(list(iter_photos(raw_dir, 64, eval_params.batch_size)))
+
+
+def real_stats_stage(raw_dir: Path, crops_path: Path, eval_params: EvalParams, out_path: Path) -> None:
+    """Features, mean and covariance of the real images under each protocol's backbone."""
+    images = _real_images(Path(raw_dir), Path(crops_path), eval_params)
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict = {
+        "real": eval_params.real,
+        "n_real": len(images),
+        "fingerprint": hashlib.sha256(images.tobytes()).hexdigest()[:16],
+    }
+    for protocol in protocols(eval_params):
+        backbone = load_backbone(eval_params, protocol)
+        log.info("real_stats (%s): %d images through %s", protocol, len(images), backbone.name)
+        feats = backbones.features(backbone, _batched(images, eval_params.batch_size))
+        mu, sigma = mifid.statistics(feats)
+        arrays.update({f"{protocol}_features": feats, f"{protocol}_mu": mu, f"{protocol}_sigma": sigma})
+        meta[protocol] = {
+            "backbone": backbone.name,
+            "backbone_reason": backbone.reason,
+            "kaggle_comparable": backbone.kaggle_comparable,
+            "dim": backbone.dim,
+        }
+    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((THUMB, THUMB), Image.LANCZOS)) for i in images])
+    with atomic_path(out_path, suffix=".npz") as tmp:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), thumbnails=thumbs, **arrays)
+
+
+def load_stats(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.is_file():
+        raise DogganError(f"{path}: real-image statistics not found (run the real_stats stage)")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    return json.loads(str(arrays.pop("meta"))), arrays
+
+
+def read_submission(zip_path: Path, limit: int = 0) -> np.ndarray:
+    """The submission's images decoded as Kaggle decoded them (PIL, RGB), in 0.png … order."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise DogganError(f"{zip_path}: submission not found (run the submission stage)")
+    with zipfile.ZipFile(zip_path) as zf:
+        names = sorted((n for n in zf.namelist() if n.endswith(".png")), key=lambda n: int(Path(n).stem))
+        if limit:
+            names = names[:limit]
+        return np.stack([np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB")) for n in names])
+
+
+def score(
+    images: np.ndarray, meta: dict, arrays: dict, protocol: str, backbone: backbones.Backbone, batch_size: int
+):
+    """MiFID of uint8 images against stored statistics; also the nearest real image of each."""
+    feats = backbones.features(backbone, _batched(images, batch_size))
+    mu, sigma = mifid.statistics(feats)
+    fid = mifid.frechet_distance(mu, sigma, arrays[f"{protocol}_mu"], arrays[f"{protocol}_sigma"])
+    distances, nearest = mifid.nearest_cosine_distance(feats, arrays[f"{protocol}_features"])
+    result = mifid.mifid_from(fid, float(distances.mean()), EPS[protocol])
+    return result, distances, nearest
+
+
+def _check_backbone(meta: dict, protocol: str, backbone: backbones.Backbone, stats_path: Path) -> None:
+    stored = meta[protocol]["backbone"]
+    if stored != backbone.name:
+        raise DogganError(
+            f"{stats_path}: statistics made with {stored}, not {backbone.name}; re-run real_stats"
+        )
+
+
+def _memorization_grid(path: Path, images, thumbnails, distances, nearest, n: int = 8) -> None:
+    """Pairs of (generated image, its nearest real image), closest pairs first."""
+    order = np.argsort(distances)[:n]
+    pairs = []
+    for i in order:
+        real = np.asarray(Image.fromarray(thumbnails[nearest[i]]).resize(images.shape[1:3], Image.NEAREST))
+        pairs += [images[i], real]
+    save_grid(path, np.stack(pairs), cols=2, scale=2)
+
+
+def evaluate_stage(
+    submission_zip: Path, real_stats_path: Path, eval_params: EvalParams, metrics_path: Path, plots_dir: Path
+) -> dict:
+    """MiFID of the submitted PNGs against the stored real statistics, per protocol; writes metrics."""
+    meta, arrays = load_stats(real_stats_path)
+    images = read_submission(submission_zip, eval_params.n_images)
+    metrics: dict = {"protocol": eval_params.protocol, "n_generated": len(images), "n_real": meta["n_real"]}
+    for protocol in protocols(eval_params):
+        if protocol not in meta:
+            raise DogganError(f"{real_stats_path}: no {protocol} statistics; re-run real_stats")
+        backbone = load_backbone(eval_params, protocol, meta[protocol]["backbone"])
+        _check_backbone(meta, protocol, backbone, real_stats_path)
+        result, distances, nearest = score(images, meta, arrays, protocol, backbone, eval_params.batch_size)
+        result.update(
+            eps=EPS[protocol],
+            backbone=backbone.name,
+            backbone_reason=meta[protocol]["backbone_reason"],
+            kaggle_comparable=backbone.kaggle_comparable,
+        )
+        prefix = "" if protocol == protocols(eval_params)[0] else f"{protocol}_"
+        metrics.update({prefix + k: v for k, v in result.items()})
+        if not backbone.kaggle_comparable:
+            log.warning("MiFID from the %s backbone is not comparable with Kaggle's scores", backbone.name)
+        if result["distance"] < WARN_MARGIN * EPS[protocol]:
+            log.warning(
+                "memorization: distance %.4f is within 20%% of the threshold %.2f; Kaggle would penalise "
+                "or disqualify copies of training images (see %s)",
+                result["distance"],
+                EPS[protocol],
+                Path(plots_dir) / "memorization.png",
+            )
+        if protocol == protocols(eval_params)[0]:
+            _memorization_grid(
+                Path(plots_dir) / "memorization.png", images, arrays["thumbnails"], distances, nearest
+            )
+    write_json(metrics_path, metrics)
+    log.info(
+        "evaluate: MiFID %.3f (FID %.3f, d %.4f, %s)",
+        metrics["mifid"],
+        metrics["fid"],
+        metrics["distance"],
+        metrics["backbone"],
+    )
+    return metrics
+
+
+_cache: dict = {}
+
+
+def score_images(images_uint8: np.ndarray, real_stats_path: Path, eval_params: EvalParams) -> dict:
+    """MiFID of in-memory images against cached statistics (used during training); first protocol only."""
+    key = (str(real_stats_path), Path(real_stats_path).stat().st_mtime)
+    if _cache.get("key") != key:
+        meta, arrays = load_stats(real_stats_path)
+        protocol = protocols(eval_params)[0]
+        backbone = load_backbone(eval_params, protocol, meta[protocol]["backbone"])
+        _cache.update(key=key, meta=meta, arrays=arrays, protocol=protocol, backbone=backbone)
+    c = _cache
+    result, _, _ = score(
+        images_uint8, c["meta"], c["arrays"], c["protocol"], c["backbone"], eval_params.batch_size
+    )
+    return result

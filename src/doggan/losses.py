@@ -1,0 +1,61 @@
+"""GAN losses as small pure functions of logits and targets, each returning a per-example loss.
+
+Callers average them over the global batch (`tf.nn.compute_average_loss`), so the same numbers
+come out on one replica or many.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def smoothed_targets(
+    uniform: tf.Tensor, flip: tf.Tensor, real_range: tuple[float, float], fake_range: tuple[float, float]
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Real and fake targets drawn from their ranges, then a fraction flipped (label noise).
+
+    `uniform` is (2, B) in [0, 1) and places each target in its range; `flip` is (2, B) boolean.
+    A flipped target takes the value the other class would have had at the same place.
+    """
+    (r_lo, r_hi), (f_lo, f_hi) = real_range, fake_range
+    real = r_lo + (r_hi - r_lo) * uniform[0]
+    fake = f_lo + (f_hi - f_lo) * uniform[1]
+    real_flipped = f_lo + (f_hi - f_lo) * uniform[0]
+    fake_flipped = r_lo + (r_hi - r_lo) * uniform[1]
+    return tf.where(flip[0], real_flipped, real), tf.where(flip[1], fake_flipped, fake)
+
+
+def _bce(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+
+
+def discriminator_loss(
+    kind: str, real: tf.Tensor, fake: tf.Tensor, real_targets: tf.Tensor, fake_targets: tf.Tensor
+) -> tf.Tensor:
+    """Per-example D loss for logits `real`, `fake` (B,); targets only matter for the BCE losses."""
+    if kind == "gan":
+        return _bce(real_targets, real) + _bce(fake_targets, fake)
+    if kind == "hinge":
+        return tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
+    if kind == "rasgan":
+        return _bce(real_targets, real - tf.reduce_mean(fake)) + _bce(
+            fake_targets, fake - tf.reduce_mean(real)
+        )
+    if kind == "ralsgan":
+        return tf.square(real - tf.reduce_mean(fake) - 1.0) + tf.square(fake - tf.reduce_mean(real) + 1.0)
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def generator_loss(kind: str, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
+    """Per-example G loss (non-saturating for gan; the relativistic ones use both logits)."""
+    if kind == "gan":
+        return _bce(tf.ones_like(fake), fake)
+    if kind == "hinge":
+        return -fake
+    if kind == "rasgan":
+        return _bce(tf.ones_like(fake), fake - tf.reduce_mean(real)) + _bce(
+            tf.zeros_like(real), real - tf.reduce_mean(fake)
+        )
+    if kind == "ralsgan":
+        return tf.square(fake - tf.reduce_mean(real) - 1.0) + tf.square(real - tf.reduce_mean(fake) + 1.0)
+    raise ValueError(f"unknown loss {kind!r}")

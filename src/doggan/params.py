@@ -1,0 +1,170 @@
+"""The one typed params object: every knob of every stage, validated before any work starts.
+
+`params.yaml` mirrors these sections. Unknown keys, wrong types and out-of-range values fail at
+load time with the key's dotted name and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from doggan.errors import DogganError
+
+Interpolation = Literal["area", "nearest", "linear", "cubic", "lanczos"]
+Range = Annotated[tuple[float, float], Field(strict=False)]
+
+
+class ParamsError(DogganError):
+    """A params file that cannot be used, with one line per problem."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _ordered(name: str, value: tuple[float, float]) -> None:
+    if value[0] > value[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+
+
+class DataParams(Section):
+    source: Literal["sample", "kaggle", "stanford", "folder"] = "sample"
+    sample_images: int = Field(300, ge=8, le=100_000)
+    sample_seed: int = 0
+    competition: str = "generative-dog-images"
+    dataset: str = "jessicali9530/stanford-dogs-dataset"
+    folder: str = ""
+    download_dir: str = "data/download"
+
+    @model_validator(mode="after")
+    def _folder_needs_path(self) -> DataParams:
+        if self.source == "folder" and not self.folder:
+            raise ValueError("data.source 'folder' needs data.folder (a folder or zip of images)")
+        return self
+
+
+class CropParams(Section):
+    size: int = Field(64, ge=8, le=512)
+    channels: Literal[1, 3] = 3
+    margin: float = Field(0.1, ge=0.0, le=1.0)
+    interpolation_down: Interpolation = "area"
+    interpolation_up: Interpolation = "cubic"
+    min_box: int = Field(4, ge=1)
+    workers: int = Field(0, ge=0)
+    preview: int = Field(64, ge=1, le=1024)
+
+
+class AugmentParams(Section):
+    flip: bool = True
+    brightness: float = Field(0.0, ge=0.0, le=1.0)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+    saturation: float = Field(0.0, ge=0.0, le=1.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5)
+    translate: float = Field(0.0, ge=0.0, le=0.5)
+    shuffle_buffer: int = Field(4096, ge=1)
+    seed: int = 0
+    preview: int = Field(64, ge=1, le=1024)
+
+
+class TrainParams(Section):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    z_dim: int = Field(128, ge=1)
+    g_filters: int = Field(256, ge=8)
+    d_filters: int = Field(64, ge=8)
+    lr_g: float = Field(2e-4, gt=0.0)
+    lr_d: float = Field(2e-4, gt=0.0)
+    beta_1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta_2: float = Field(0.999, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    loss: Literal["gan", "hinge", "rasgan", "ralsgan"] = "gan"
+    n_critic: int = Field(1, ge=1)
+    spectral_norm: bool = True
+    real_label_range: Range = (0.7, 1.0)
+    fake_label_range: Range = (0.0, 0.3)
+    label_noise: float = Field(0.05, ge=0.0, le=1.0)
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    conditional: bool = False
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    devices: list[str] = Field(default_factory=list)
+    seed: int = 0
+    checkpoint_every: int = Field(100, ge=1)
+    resume: bool = False
+    on_nonfinite: Literal["stop", "rollback"] = "stop"
+    rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    sample_every: int = Field(1, ge=1)
+    eval_every: int = Field(0, ge=0)
+    keep_best: bool = False
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TrainParams:
+        _ordered("train.real_label_range", self.real_label_range)
+        _ordered("train.fake_label_range", self.fake_label_range)
+        return self
+
+
+class EvalParams(Section):
+    backbone: Literal["auto", "tf2015", "keras_imagenet", "nasnet", "standin"] = "auto"
+    protocol: Literal["public", "private", "both"] = "public"
+    inception_graph: str = ""
+    real: Literal["photos", "crops"] = "photos"
+    n_images: int = Field(0, ge=0)
+    n_images_train: int = Field(1000, ge=2)
+    batch_size: int = Field(100, ge=1)
+
+
+class SubmissionParams(Section):
+    n_images: int = Field(10_000, ge=1)
+    seed: int = 0
+    batch_size: int = Field(500, ge=1)
+    truncation: float = Field(0.0, ge=0.0)
+    workers: int = Field(0, ge=0)
+    competition: str = "generative-dog-images"
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    crop: CropParams = CropParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
+    submission: SubmissionParams = SubmissionParams()
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def parse(raw: object, source: str = "params") -> Params:
+    """Validate a mapping (as read from YAML) into Params, or raise ParamsError naming each key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        raise ParamsError(f"{source}: invalid params\n{lines}") from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = YAML(typ="safe").load(path.read_text())
+    except YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, str(path))

@@ -1,0 +1,137 @@
+"""End to end: `dvc repro` of the real pipeline in a fresh git repo, on a tiny embedded sample."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from doggan.submission import validate
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "data": {"sample_images": 24},
+    "crop": {"preview": 16},
+    "augment": {"preview": 16},
+    "train": {"epochs": 1, "batch_size": 16, "g_filters": 32, "d_filters": 16, "checkpoint_every": 2},
+    "eval": {"backbone": "standin", "batch_size": 50},
+    "submission": {"n_images": 200, "batch_size": 100, "workers": 1},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd, cwd, env):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def declared_outputs(dvc_yaml):
+    for stage in dvc_yaml["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                yield next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the project in a new git repo, with tiny params, after one `dvc repro`."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("dvc.yaml", "pipeline", "src"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / name)
+    yaml = YAML()
+    params = yaml.load(ROOT / "params.yaml")
+    for section, values in TINY.items():
+        params[section].update(values)
+    yaml.dump(params, repo / "params.yaml")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com")
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "config", "user.name", "t"], repo, env)
+    run(["git", "config", "user.email", "t@example.com"], repo, env)
+    run(["dvc", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "init"], repo, env)
+    run(["dvc", "repro"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "repro"], repo, env)
+    return repo, env
+
+
+def test_repro_writes_every_declared_output(repo):
+    repo, env = repo
+    dvc_yaml = YAML(typ="safe").load(repo / "dvc.yaml")
+    for output in declared_outputs(dvc_yaml):
+        path = repo / output
+        assert path.exists(), f"declared output {output} missing"
+        if path.is_dir():
+            assert any(path.iterdir()), f"declared output folder {output} is empty"
+    metrics = json.loads((repo / "metrics/eval.json").read_text())
+    for key in ("mifid", "fid", "distance", "backbone", "n_generated", "n_real"):
+        assert key in metrics
+    assert metrics["backbone"] == "standin"
+    assert metrics["n_generated"] == 200
+    problems = validate(repo / "submission/images.zip")
+    assert problems == ["expected 10000 images, found 200"] or len(problems) == 1
+
+
+def test_status_is_clean_after_repro(repo):
+    repo, env = repo
+    result = subprocess.run(["dvc", "status", "-q"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_changing_train_params_reruns_only_downstream(repo):
+    repo, env = repo
+    out = run(["dvc", "exp", "run", "-S", "train.epochs=2", "-n", "two-epochs"], repo, env)
+    ran = {
+        s
+        for s in ("download", "crop", "augment", "real_stats", "train", "submission", "evaluate")
+        if f"Running stage '{s}'" in out
+    }
+    assert ran == {"train", "submission", "evaluate"}, out
+    table = json.loads(run(["dvc", "exp", "show", "--json"], repo, env))
+    names = json.dumps(table)
+    assert "two-epochs" in names
+    assert '"epochs": 2' in names and '"epochs": 1' in names
+    assert "mifid" in names
+
+
+def test_queued_experiments_run_with_queue_start(repo):
+    repo, env = repo
+    for lr in ("0.0001", "0.0004"):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr_d={lr}"], repo, env)
+    run(["dvc", "queue", "start"], repo, env)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo, env)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    table = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
+    assert "0.0001" in table and "0.0004" in table
+
+
+def test_push_then_pull_restores_outputs(repo, tmp_path):
+    repo, env = repo
+    run(["dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "remote")], repo, env)
+    run(["dvc", "push"], repo, env)
+    before = (repo / "submission/images.zip").read_bytes()
+    for path in ("data", "models", "submission/images.zip", ".dvc/cache"):
+        target = repo / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    run(["dvc", "pull"], repo, env)
+    assert (repo / "submission/images.zip").read_bytes() == before
+    result = subprocess.run(["dvc", "status", "-q"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
