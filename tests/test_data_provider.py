@@ -4,17 +4,20 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from doggan.crop import Crops, save_crops
 from doggan.data_provider import augment_stage, load_policy, make_dataset
 from doggan.errors import DogganError
 from doggan.params import AugmentParams
-from PIL import Image
 
 
 def crops(n=20, size=16, channels=3):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)
-    return Crops(images, np.arange(n, dtype=np.int32) % 2, np.array([f"id{i}" for i in range(n)]), np.array(["a", "b"]))
+    return Crops(
+        images, np.arange(n, dtype=np.int32) % 2, np.array([f"id{i}" for i in range(n)]), np.array(["a", "b"])
+    )
 
 
 def test_batches_are_float_in_range_with_labels():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+
 from doggan import losses
 
 
@@ -34,7 +35,9 @@ FT = np.array([0.1, 0.0, 0.2], np.float32)
     ],
 )
 def test_losses_match_their_formulas(kind, expected_d, expected_g):
-    d = losses.discriminator_loss(kind, tf.constant(REAL), tf.constant(FAKE), tf.constant(RT), tf.constant(FT))
+    d = losses.discriminator_loss(
+        kind, tf.constant(REAL), tf.constant(FAKE), tf.constant(RT), tf.constant(FT)
+    )
     g = losses.generator_loss(kind, tf.constant(REAL), tf.constant(FAKE))
     np.testing.assert_allclose(d.numpy(), expected_d, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g.numpy(), expected_g, rtol=1e-5, atol=1e-6)

@@ -88,8 +88,8 @@ def tf2015(source: str, reason: str = "") -> Backbone:
         images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="batch")
         tf.compat.v1.import_graph_def(graph_def, input_map={"ExpandDims:0": images}, name="inception")
 
-    wrapped = tf.compat.v1.wrap_function(imports, [])
     try:
+        wrapped = tf.compat.v1.wrap_function(imports, [])
         forward = wrapped.prune("batch:0", "inception/pool_3:0")
     except (KeyError, ValueError) as exc:
         raise DogganError(f"{source}: graph lacks ExpandDims:0 or pool_3:0 ({exc})") from None

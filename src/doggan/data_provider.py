@@ -30,7 +30,8 @@ def augment_image(image: tf.Tensor, policy: AugmentParams, seed: tf.Tensor) -> t
     if policy.contrast:
         x = tf.image.stateless_random_contrast(x, 1.0 - policy.contrast, 1.0 + policy.contrast, seeds[2])
     if x.shape[-1] == 3 and policy.saturation:
-        x = tf.image.stateless_random_saturation(x, 1.0 - policy.saturation, 1.0 + policy.saturation, seeds[3])
+        low, high = 1.0 - policy.saturation, 1.0 + policy.saturation
+        x = tf.image.stateless_random_saturation(x, low, high, seeds[3])
     if x.shape[-1] == 3 and policy.hue:
         x = tf.image.stateless_random_hue(x, policy.hue, seeds[4])
     if policy.translate:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 
 def upsampling_plan(size: int) -> tuple[int, int]:
@@ -17,32 +17,77 @@ def upsampling_plan(size: int) -> tuple[int, int]:
     return start, n
 
 
-def make_generator(z_dim: int, image_shape: tuple[int, int, int], filters: int = 256) -> keras.Model:
-    """Dense to a small map, transposed convolutions with batch norm and ReLU, tanh out."""
+@keras.saving.register_keras_serializable(package="doggan")
+class ConditionalBatchNorm(layers.Layer):
+    """Batch norm whose scale and offset are looked up per class: how BigGAN conditions its generator."""
+
+    def __init__(self, n_classes: int, momentum: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.momentum = n_classes, momentum
+        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False, synchronized=True)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        self.norm.build(x_shape)
+        channels = x_shape[-1]
+        self.gamma = self.add_weight(shape=(self.n_classes, channels), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.n_classes, channels), initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):
+        x, label = inputs
+        x = self.norm(x, training=training)
+        label = ops.reshape(ops.cast(label, "int32"), (-1,))
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        gamma = ops.reshape(ops.take(self.gamma, label, axis=0), shape)
+        beta = ops.reshape(ops.take(self.beta, label, axis=0), shape)
+        return x * ops.cast(gamma, x.dtype) + ops.cast(beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "momentum": self.momentum}
+
+
+def make_generator(
+    z_dim: int, image_shape: tuple[int, int, int], filters: int = 256, n_classes: int = 0
+) -> keras.Model:
+    """Dense to a small map, transposed convolutions with batch norm and ReLU, tanh out.
+
+    With `n_classes` the model takes [z, label] and its batch norms are class-conditional.
+    """
     side, channels = image_shape[0], image_shape[2]
     start, n_up = upsampling_plan(side)
     init = keras.initializers.RandomNormal(stddev=0.02)
     z = keras.Input((z_dim,), name="z")
+    label = keras.Input((), dtype="int32", name="label") if n_classes else None
+
+    def norm(x):
+        if n_classes:
+            return ConditionalBatchNorm(n_classes, momentum=0.9)([x, label])
+        return layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
+
     x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(z)
     x = layers.Reshape((start, start, filters))(x)
-    x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
-    x = layers.ReLU()(x)
+    x = layers.ReLU()(norm(x))
     for i in range(n_up - 1):
         width = max(filters // 2 ** (i + 1), 16)
         x = layers.Conv2DTranspose(
             width, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init
         )(x)
-        x = layers.BatchNormalization(momentum=0.9, synchronized=True)(x)
-        x = layers.ReLU()(x)
+        x = layers.ReLU()(norm(x))
     x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=init)(x)
     out = layers.Activation("tanh", dtype="float32", name="image")(x)
-    return keras.Model(z, out, name="generator")
+    return keras.Model([z, label] if n_classes else z, out, name="generator")
 
 
 def make_discriminator(
-    image_shape: tuple[int, int, int], filters: int = 64, spectral_norm: bool = True
+    image_shape: tuple[int, int, int], filters: int = 64, spectral_norm: bool = True, n_classes: int = 0
 ) -> keras.Model:
-    """Strided convolutions with LeakyReLU (spectrally normalized when asked), one logit out."""
+    """Strided convolutions with LeakyReLU (spectrally normalized when asked), one logit out.
+
+    With `n_classes` the model takes [image, label] and adds a projection term: embed(label) · features.
+    """
     init = keras.initializers.RandomNormal(stddev=0.02)
 
     def sn(layer):
@@ -54,7 +99,13 @@ def make_discriminator(
         x = sn(layers.Conv2D(width, 4, strides=2, padding="same", kernel_initializer=init))(x)
         x = layers.LeakyReLU(0.2)(x)
         side, width = (side + 1) // 2, min(width * 2, filters * 8)
-    x = layers.Flatten()(x)
-    logit = sn(layers.Dense(1, kernel_initializer=init))(x)
+    features = layers.Flatten()(x)
+    logit = sn(layers.Dense(1, kernel_initializer=init))(features)
+    inputs = image
+    if n_classes:
+        label = keras.Input((), dtype="int32", name="label")
+        embedded = layers.Embedding(n_classes, features.shape[-1], embeddings_initializer=init)(label)
+        logit = layers.Add()([logit, layers.Dot(axes=1)([embedded, features])])
+        inputs = [image, label]
     logit = layers.Activation("linear", dtype="float32", name="logit")(logit)
-    return keras.Model(image, logit, name="discriminator")
+    return keras.Model(inputs, logit, name="discriminator")

@@ -72,11 +72,11 @@ class AugmentParams(Section):
 
 
 class TrainParams(Section):
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(25, ge=1)
+    batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
-    g_filters: int = Field(256, ge=8)
-    d_filters: int = Field(64, ge=8)
+    g_filters: int = Field(128, ge=8)
+    d_filters: int = Field(32, ge=8)
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
     beta_1: float = Field(0.5, ge=0.0, lt=1.0)

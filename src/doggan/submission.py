@@ -97,9 +97,12 @@ def _check_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, report: _Report) ->
     if info.file_size > MAX_ENTRY_BYTES:
         report.add("oversized entries", f"{name}: {info.file_size:,} bytes, too large for a 64×64 PNG")
         return
+    if info.flag_bits & 0x1:
+        report.add("encrypted entries", f"{name}: encrypted; Kaggle cannot read it")
+        return
     try:
         data = zf.read(info)
-    except (zipfile.BadZipFile, *DECODE_ERRORS) as exc:
+    except (zipfile.BadZipFile, NotImplementedError, *DECODE_ERRORS) as exc:
         report.add("corrupt zip entries", f"{name}: cannot be read from the zip ({exc})")
         return
     if not data.startswith(PNG_SIGNATURE):
@@ -170,9 +173,8 @@ def validate(path: str | Path, n_images: int = N_IMAGES) -> list[str]:
     report = _Report()
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
-        report.add(
-            "size", f"{size / 2**20:,.0f} MiB, over Kaggle's upload limit of {MAX_UPLOAD_BYTES // 2**20} MiB"
-        )
+        limit = f"{MAX_UPLOAD_BYTES:,} bytes ({MAX_UPLOAD_BYTES // 2**20} MiB)"
+        report.add("size", f"{size:,} bytes, over Kaggle's upload limit of {limit}")
     try:
         with zipfile.ZipFile(path) as zf:
             _check_archive(zf, n_images, report)

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -27,7 +27,7 @@ from doggan.errors import DogganError
 from doggan.files import atomic_path
 from doggan.grids import save_grid, to_uint8
 from doggan.params import EvalParams, TrainParams
-from doggan.sampling import GENERATOR_FILE, Generator, write_meta
+from doggan.sampling import GENERATOR_FILE, Generator, generate, sample_noise, write_meta
 
 log = logging.getLogger("doggan")
 SAMPLE_GRID = 64
@@ -74,10 +74,21 @@ def train_dataset(images, labels, policy, params: TrainParams, start_step: int) 
     return tf.data.Dataset.zip((images_ds, steps)).map(add_inputs).prefetch(tf.data.AUTOTUNE)
 
 
-def learning_rate(base: float, params: TrainParams, total_steps: int):
-    if params.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(base, decay_steps=max(total_steps, 1))
-    return base
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A constant or cosine-decayed rate times `scale`, a variable that a rollback lowers."""
+
+    def __init__(self, base: float, kind: str, total_steps: int, scale: tf.Variable):
+        self.base, self.kind, self.total_steps, self.scale = base, kind, max(total_steps, 1), scale
+
+    def __call__(self, step):
+        rate = tf.constant(self.base, tf.float32) * tf.cast(self.scale, tf.float32)
+        if self.kind == "cosine":
+            done = tf.minimum(tf.cast(step, tf.float32), float(self.total_steps)) / self.total_steps
+            rate *= 0.5 * (1.0 + tf.cos(np.pi * done))
+        return rate
+
+    def get_config(self):
+        return {"base": self.base, "kind": self.kind, "total_steps": self.total_steps}
 
 
 @dataclass
@@ -90,28 +101,52 @@ class GAN:
     d_opt: keras.optimizers.Optimizer
     ema: keras.Model | None
     step: tf.Variable
+    lr_scale: tf.Variable
+    n_classes: int = 0
 
-
-def build_gan(image_shape, params: TrainParams, total_steps: int) -> GAN:
-    """Models and optimizers; call inside the strategy scope (optimizers are built here, not lazily)."""
-    keras.utils.set_random_seed(params.seed)
-    g = networks.make_generator(params.z_dim, image_shape, params.g_filters)
-    d = networks.make_discriminator(image_shape, params.d_filters, params.spectral_norm)
-
-    def adam(base: float):
-        opt = keras.optimizers.Adam(
-            learning_rate(base, params, total_steps), beta_1=params.beta_1, beta_2=params.beta_2
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """Models, optimizers, step, learning-rate scale and EMA weights in one checkpoint."""
+        extra = {"ema": self.ema} if self.ema is not None else {}
+        return tf.train.Checkpoint(
+            generator=self.generator,
+            discriminator=self.discriminator,
+            g_opt=self.g_opt,
+            d_opt=self.d_opt,
+            step=self.step,
+            lr_scale=self.lr_scale,
+            **extra,
         )
+
+
+def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int = 0) -> GAN:
+    """Models and optimizers; call inside the strategy scope (optimizers are built here, not lazily).
+
+    `n_classes` > 0 builds the class-conditional pair (conditional batch norm in G, projection in D).
+    """
+    keras.utils.set_random_seed(params.seed)
+    g = networks.make_generator(params.z_dim, image_shape, params.g_filters, n_classes)
+    d = networks.make_discriminator(image_shape, params.d_filters, params.spectral_norm, n_classes)
+    lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
+
+    def adam(base: float, steps: int):
+        schedule = ScaledSchedule(base, params.lr_schedule, steps, lr_scale)
+        opt = keras.optimizers.Adam(schedule, beta_1=params.beta_1, beta_2=params.beta_2)
         return keras.optimizers.LossScaleOptimizer(opt) if params.mixed_precision else opt
 
-    g_opt, d_opt = adam(params.lr_g), adam(params.lr_d)
+    g_opt, d_opt = adam(params.lr_g, total_steps // params.n_critic), adam(params.lr_d, total_steps)
     g_opt.build(g.trainable_variables)
     d_opt.build(d.trainable_variables)
     ema = None
     if params.ema_decay > 0:
-        ema = networks.make_generator(params.z_dim, image_shape, params.g_filters)
+        ema = networks.make_generator(params.z_dim, image_shape, params.g_filters, n_classes)
         ema.set_weights(g.get_weights())
-    return GAN(g, d, g_opt, d_opt, ema, tf.Variable(0, dtype=tf.int64, trainable=False, name="step"))
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes)
+
+
+def current_rate(opt: keras.optimizers.Optimizer) -> float:
+    """The learning rate the optimizer applies at its next update."""
+    return float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
 def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: int):
@@ -119,11 +154,13 @@ def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: 
 
     Returns (D gradients, G gradients, [d_loss, g_loss, mean D(x), mean D(G(z))] as this replica's share).
     """
-    real = inputs["images"]
+    real, labels = inputs["images"], inputs["labels"]
     n = tf.shape(real)[0]
+    g_inputs = [inputs["z"], labels] if gan.n_classes else inputs["z"]
     with tf.GradientTape(persistent=True) as tape:
-        fake = gan.generator(inputs["z"], training=True)
-        logits = gan.discriminator(tf.concat([real, tf.cast(fake, real.dtype)], 0), training=True)
+        both = tf.concat([real, tf.cast(gan.generator(g_inputs, training=True), real.dtype)], 0)
+        d_inputs = [both, tf.concat([labels, labels], 0)] if gan.n_classes else both
+        logits = gan.discriminator(d_inputs, training=True)
         logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
         real_logits, fake_logits = logits[:n], logits[n:]
         d_each = losses.discriminator_loss(
@@ -147,21 +184,22 @@ def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: 
     return d_grads, g_grads, stats
 
 
-def make_train_step(strategy: tf.distribute.Strategy, gan: GAN, params: TrainParams):
-    """The compiled distributed step: both models updated from one D call on real and fake together."""
+def make_train_step(strategy: tf.distribute.Strategy, gan: GAN, params: TrainParams, update_g: bool = True):
+    """The compiled distributed step: D (and G when `update_g`) updated from one D call on real and fake."""
 
     def replica_step(inputs):
         d_grads, g_grads, stats = losses_and_grads(gan, params, inputs, params.batch_size)
         d_vars, g_vars = gan.discriminator.trainable_variables, gan.generator.trainable_variables
         gan.d_opt.apply_gradients(zip(d_grads, d_vars, strict=True))
-        gan.g_opt.apply_gradients(zip(g_grads, g_vars, strict=True))
+        if update_g:
+            gan.g_opt.apply_gradients(zip(g_grads, g_vars, strict=True))
         return stats
 
     @tf.function(jit_compile=params.jit_compile or None)
     def train_step(dist_inputs):
         per_replica = strategy.run(replica_step, args=(dist_inputs,))
         stats = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        if gan.ema is not None:
+        if gan.ema is not None and update_g:
             decay = params.ema_decay
             for e, w in zip(gan.ema.weights, gan.generator.weights, strict=True):
                 e.assign(decay * e + (1.0 - decay) * w)
@@ -171,15 +209,17 @@ def make_train_step(strategy: tf.distribute.Strategy, gan: GAN, params: TrainPar
     return train_step
 
 
-def write_generator(model: keras.Model, params: TrainParams, image_shape, model_dir: Path) -> None:
+def write_generator(model: keras.Model, meta: Generator, model_dir: Path) -> None:
     """Save the generator to sample from (`generator.keras` + `generator.json`), atomically."""
     with atomic_path(model_dir / GENERATOR_FILE, suffix=".keras") as tmp:
         model.save(tmp)
-    write_meta(model_dir, Generator(model=None, z_dim=params.z_dim, image_shape=tuple(image_shape)))
+    write_meta(model_dir, meta)
 
 
-def _samples(model: keras.Model, noise: np.ndarray) -> np.ndarray:
-    return to_uint8(model(noise, training=False).numpy())
+def _samples(model: keras.Model, noise: np.ndarray, n_classes: int) -> np.ndarray:
+    """The fixed-noise grid; a conditional model draws the classes in turn."""
+    inputs = [noise, np.arange(len(noise), dtype=np.int32) % n_classes] if n_classes else noise
+    return to_uint8(model(inputs, training=False).numpy())
 
 
 def _save_gif(frames: list[Path], path: Path) -> None:
@@ -188,6 +228,14 @@ def _save_gif(frames: list[Path], path: Path) -> None:
     images = [Image.open(f).convert("RGB") for f in frames]
     with atomic_path(path, suffix=".gif") as tmp:
         images[0].save(tmp, save_all=True, append_images=images[1:], duration=400, loop=0)
+
+
+def _score(gen: Generator, params: TrainParams, eval_params: EvalParams, real_stats_path: Path) -> dict:
+    """MiFID of freshly drawn samples against the real-image statistics."""
+    from doggan import evaluation
+
+    images = np.concatenate(list(generate(gen, eval_params.n_images_train, seed=params.seed + 2)))
+    return evaluation.score_images(images, real_stats_path, eval_params)
 
 
 def train_stage(
@@ -202,6 +250,39 @@ def train_stage(
     real_stats_path: Path,
 ) -> dict:
     """Train, checkpointing as it goes; write the generator, dvclive metrics and sample grids."""
+    previous = keras.mixed_precision.global_policy()
+    if params.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train(
+            crops_path,
+            policy_path,
+            params,
+            eval_params,
+            model_dir,
+            checkpoint_dir,
+            live_dir,
+            plots_dir,
+            real_stats_path,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+MAX_ROLLBACKS = 5
+
+
+def _train(
+    crops_path,
+    policy_path,
+    params,
+    eval_params,
+    model_dir,
+    checkpoint_dir,
+    live_dir,
+    plots_dir,
+    real_stats_path,
+) -> dict:
     from dvclive import Live
 
     crops = load_crops(crops_path)
@@ -212,107 +293,138 @@ def train_stage(
         raise DogganError(f"{crops_path}: {n} crops, fewer than train.batch_size ({params.batch_size})")
     steps_per_epoch = n // params.batch_size
     total_steps = steps_per_epoch * params.epochs
-    if params.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    n_classes = len(crops.breeds) if params.conditional else 0
+    counts = np.bincount(crops.labels, minlength=len(crops.breeds))
+    meta = Generator(
+        model=None,
+        z_dim=params.z_dim,
+        n_classes=n_classes,
+        class_probs=tuple(float(c) for c in counts / counts.sum()) if n_classes else (),
+        image_shape=image_shape,
+    )
 
     strategy = make_strategy(params.devices)
+    replicas = strategy.num_replicas_in_sync
+    if params.batch_size % replicas:
+        raise DogganError(f"train.batch_size {params.batch_size} does not split over {replicas} replicas")
     chief = is_chief(strategy)
-    if params.batch_size % strategy.num_replicas_in_sync:
-        raise DogganError(
-            f"train.batch_size {params.batch_size} does not split over "
-            f"{strategy.num_replicas_in_sync} replicas"
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="doggan-worker-"))
+    if scratch is not None:
+        model_dir, checkpoint_dir, live_dir, plots_dir = (
+            scratch / d for d in ("model", "ckpt", "live", "plots")
         )
-    log.info("training on %d replica(s): %d steps of %d", strategy.num_replicas_in_sync, total_steps, n)
-    out_dir = Path(checkpoint_dir) if chief else Path(tempfile.mkdtemp(prefix="doggan-worker-"))
+    model_dir, checkpoint_dir, plots_dir = Path(model_dir), Path(checkpoint_dir), Path(plots_dir)
+    log.info("training on %d replica(s): %d steps over %d crops", replicas, total_steps, n)
     with strategy.scope():
-        gan = build_gan(image_shape, params, total_steps)
-        checkpoint = tf.train.Checkpoint(
-            generator=gan.generator,
-            discriminator=gan.discriminator,
-            g_opt=gan.g_opt,
-            d_opt=gan.d_opt,
-            step=gan.step,
-            **({"ema": gan.ema} if gan.ema is not None else {}),
-        )
-    if not params.resume and chief and out_dir.exists():
-        shutil.rmtree(out_dir)
-    manager = tf.train.CheckpointManager(checkpoint, str(out_dir), max_to_keep=2)
+        gan = build_gan(image_shape, params, total_steps, n_classes)
+        checkpoint = gan.checkpoint()
+    if not params.resume and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
     if params.resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step.numpy()))
     start = int(gan.step.numpy())
     if start > total_steps:
         raise DogganError(
-            f"{out_dir}: checkpoint is at step {start}, past this run's {total_steps} steps; "
-            "set train.resume: false to start over"
+            f"{checkpoint_dir}: checkpoint is at step {start}, past this run's {total_steps} steps; "
+            "raise train.epochs or set train.resume: false to start over"
         )
 
     dataset = train_dataset(crops.images, crops.labels, policy, params, start)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    train_step = make_train_step(strategy, gan, params)
-    noise = (
-        np.random.default_rng(params.seed + 1).standard_normal((SAMPLE_GRID, params.z_dim)).astype("float32")
-    )
-    plots_dir, frames_dir = Path(plots_dir), Path(plots_dir) / "epochs"
-    if chief and not params.resume:
+    full_step = make_train_step(strategy, gan, params)
+    d_step = make_train_step(strategy, gan, params, update_g=False) if params.n_critic > 1 else full_step
+    noise = sample_noise(np.random.default_rng(params.seed + 1), SAMPLE_GRID, params.z_dim)
+    frames_dir = plots_dir / "epochs"
+    if not params.resume:
         shutil.rmtree(plots_dir, ignore_errors=True)
     frames_dir.mkdir(parents=True, exist_ok=True)
     live = Live(
-        dir=str(live_dir if chief else out_dir / "dvclive"),
-        dvcyaml=False,
-        save_dvc_exp=False,
-        report=None,
-        resume=params.resume and start > 0,
+        dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, resume=params.resume and start > 0
     )
+
+    def sampler() -> keras.Model:
+        return gan.ema if gan.ema is not None else gan.generator
+
     began = time.perf_counter()
-    images_seen = 0
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", disable=not chief)
-    step = start
+    step, rollbacks, best = start, 0, None
+    epoch_stats, epoch_began = [], time.perf_counter()
     while step < total_steps:
-        epoch = step // steps_per_epoch
-        epoch_stats, epoch_began = [], time.perf_counter()
-        for _ in range(min(steps_per_epoch - step % steps_per_epoch, total_steps - step)):
-            stats = train_step(next(iterator)).numpy()
-            step += 1
-            if not np.all(np.isfinite(stats)):
-                raise DogganError(
-                    f"non-finite loss at step {step} (d_loss {stats[0]}, g_loss {stats[1]}); "
-                    f"the last good checkpoint is in {out_dir}"
-                )
-            epoch_stats.append(stats)
-            if step % params.checkpoint_every == 0:
-                manager.save(checkpoint_number=step)
-            bar.update(1)
-            bar.set_postfix(d=f"{stats[0]:.3f}", g=f"{stats[1]:.3f}")
-        seconds = time.perf_counter() - epoch_began
-        images_seen += len(epoch_stats) * params.batch_size
+        train_step = full_step if (step + 1) % params.n_critic == 0 else d_step
+        stats = train_step(next(iterator)).numpy()
+        if not np.all(np.isfinite(stats)):
+            problem = f"non-finite loss at step {step + 1} (d_loss {stats[0]}, g_loss {stats[1]})"
+            if (
+                params.on_nonfinite != "rollback"
+                or not manager.latest_checkpoint
+                or rollbacks >= MAX_ROLLBACKS
+            ):
+                raise DogganError(f"{problem}; the last good checkpoint is in {checkpoint_dir}")
+            checkpoint.restore(manager.latest_checkpoint)
+            gan.lr_scale.assign(gan.lr_scale * params.rollback_lr_factor)
+            rollbacks += 1
+            step = int(gan.step.numpy())
+            log.warning(
+                "%s: rolled back to step %d, learning rates x%.3g", problem, step, gan.lr_scale.numpy()
+            )
+            bar.n = step
+            bar.refresh()
+            epoch_stats, epoch_began = [], time.perf_counter()
+            continue
+        step += 1
+        epoch_stats.append(stats)
+        if step % params.checkpoint_every == 0:
+            manager.save(checkpoint_number=step)
+        bar.update(1)
+        rate = len(epoch_stats) * params.batch_size / max(time.perf_counter() - epoch_began, 1e-9)
+        bar.set_postfix(d=f"{stats[0]:.3f}", g=f"{stats[1]:.3f}", img_s=f"{rate:.0f}")
+        if step % steps_per_epoch and step != total_steps:
+            continue
+        epoch = (step - 1) // steps_per_epoch + 1
         mean = np.mean(epoch_stats, axis=0)
         for name, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), mean, strict=True):
             live.log_metric(f"train/{name}", float(value))
-        live.log_metric("train/lr_g", float(keras.ops.convert_to_numpy(gan.g_opt.learning_rate)))
-        live.log_metric("train/lr_d", float(keras.ops.convert_to_numpy(gan.d_opt.learning_rate)))
-        live.log_metric("train/images_per_s", len(epoch_stats) * params.batch_size / seconds)
-        if (epoch + 1) % params.sample_every == 0 or step == total_steps:
-            sampler = gan.ema if gan.ema is not None else gan.generator
-            save_grid(frames_dir / f"epoch_{epoch + 1:04d}.png", _samples(sampler, noise), scale=1)
+        live.log_metric("train/lr_g", current_rate(gan.g_opt))
+        live.log_metric("train/lr_d", current_rate(gan.d_opt))
+        live.log_metric("train/images_per_s", rate)
+        if epoch % params.sample_every == 0 or step == total_steps:
+            save_grid(frames_dir / f"epoch_{epoch:04d}.png", _samples(sampler(), noise, n_classes))
+        if params.eval_every and epoch % params.eval_every == 0 and Path(real_stats_path).is_file():
+            scored = _score(replace(meta, model=sampler()), params, eval_params, Path(real_stats_path))
+            mifid = float(scored["mifid"])
+            live.log_metric("train/mifid", mifid)
+            if params.keep_best and (best is None or mifid < best[0]):
+                best = (mifid, epoch)
+                write_generator(sampler(), meta, model_dir)
         live.next_step()
+        epoch_stats, epoch_began = [], time.perf_counter()
     bar.close()
     manager.save(checkpoint_number=step)
     elapsed = time.perf_counter() - began
-    live.summary["train_time_s"] = round(elapsed, 2)
-    live.summary["steps"] = step
-    live.summary["epochs"] = params.epochs
-    live.summary["replicas"] = strategy.num_replicas_in_sync
+    trained = step - start
+    summary = {
+        "start_step": start,
+        "steps": step,
+        "epochs": params.epochs,
+        "replicas": replicas,
+        "train_time_s": round(elapsed, 2),
+        "images_per_s": round(trained * params.batch_size / max(elapsed, 1e-9), 1),
+        "rollbacks": rollbacks,
+    }
+    if best is not None:
+        summary.update(best_mifid=best[0], best_epoch=best[1])
+    for key, value in summary.items():
+        live.summary[key] = value
     live.end()
-    final = gan.ema if gan.ema is not None else gan.generator
-    if chief:
-        write_generator(final, params, image_shape, Path(model_dir))
-        frames = sorted(frames_dir.glob("epoch_*.png"))
-        save_grid(plots_dir / "samples.png", _samples(final, noise), scale=2)
-        if frames:
-            _save_gif(frames, plots_dir / "progress.gif")
-    else:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    summary = {"steps": step, "seconds": elapsed, "images_per_s": images_seen / max(elapsed, 1e-9)}
-    log.info("trained %d steps in %.1f s", step, elapsed)
+    if best is None:
+        write_generator(sampler(), meta, model_dir)
+    save_grid(plots_dir / "samples.png", _samples(sampler(), noise, n_classes), scale=2)
+    frames = sorted(frames_dir.glob("epoch_*.png"))
+    if frames:
+        _save_gif(frames, plots_dir / "progress.gif")
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("trained %d steps in %.1f s", trained, elapsed)
     return summary

@@ -1,0 +1,273 @@
+"""Training: every output of the stage, resume, the step's losses and the learning-rate schedules."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from doggan import losses, sampling, train_lib
+from doggan.crop import Crops, save_crops
+from doggan.data_provider import augment_stage
+from doggan.errors import DogganError
+from doggan.params import AugmentParams, EvalParams, TrainParams
+
+SHAPE = (16, 16, 3)
+TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """A crops file of simple shapes and the policy the augment stage writes for it."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((32, *SHAPE), np.uint8)
+    for image in images:
+        y, x = rng.integers(0, 8, 2)
+        image[y : y + 8, x : x + 8] = rng.integers(100, 256, 3)
+    save_crops(
+        tmp_path / "crops.npz",
+        Crops(images, np.arange(32, dtype=np.int32) % 2, np.arange(32).astype(str), np.array(["a", "b"])),
+    )
+    augment_stage(
+        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
+    )
+    return tmp_path
+
+
+def run_stage(root, params):
+    out = root / "out"
+    summary = train_lib.train_stage(
+        root / "crops.npz",
+        root / "policy.json",
+        params,
+        EvalParams(),
+        out / "models",
+        out / "ckpt",
+        out / "live",
+        out / "plots",
+        root / "missing_stats.npz",
+    )
+    return out, summary
+
+
+def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepared):
+    params = TrainParams(epochs=2, checkpoint_every=3, ema_decay=0.5, **TINY)
+    out, summary = run_stage(prepared, params)
+    assert summary["steps"] == 8
+    gen = sampling.load_generator(out / "models")
+    assert gen.z_dim == 8 and gen.image_shape == SHAPE
+    assert next(sampling.generate(gen, 4, batch_size=4)).shape == (4, *SHAPE)
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["steps"] == 8 and metrics["epochs"] == 2
+    for name in ("d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d", "images_per_s"):
+        assert name in metrics["train"]
+    assert (out / "plots" / "samples.png").is_file() and (out / "plots" / "progress.gif").is_file()
+    assert len(list((out / "plots" / "epochs").glob("*.png"))) == 2
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-8")
+
+    (out / "models" / "generator.keras").unlink()
+    _, again = run_stage(prepared, params.model_copy(update={"resume": True}))
+    assert again["steps"] == 8 and (out / "models" / "generator.keras").is_file()
+
+    _, longer = run_stage(prepared, params.model_copy(update={"resume": True, "epochs": 3}))
+    assert longer["steps"] == 12
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["steps"] == 12
+
+
+def test_without_resume_old_checkpoints_are_cleared(prepared):
+    params = TrainParams(epochs=2, checkpoint_every=3, **TINY)
+    out, _ = run_stage(prepared, params)
+    _, summary = run_stage(prepared, params.model_copy(update={"epochs": 1}))
+    assert summary["steps"] == 4
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-4")
+
+
+def single_replica(params, total_steps=10):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        gan = train_lib.build_gan(SHAPE, params, total_steps)
+    return strategy, gan
+
+
+def step_inputs(params, step=0):
+    rng = np.random.default_rng(step)
+    images = tf.constant(rng.uniform(-1, 1, (params.batch_size, *SHAPE)), tf.float32)
+    z, real_t, fake_t = train_lib.step_inputs(
+        tf.constant(step, tf.int64), params.batch_size, params.z_dim, params
+    )
+    return {
+        "images": images,
+        "labels": tf.zeros(params.batch_size, tf.int32),
+        "z": z,
+        "real_t": real_t,
+        "fake_t": fake_t,
+    }
+
+
+def test_step_loss_is_computed_from_the_smoothed_flipped_targets(prepared):
+    params = TrainParams(label_noise=0.3, **TINY)
+    strategy, gan = single_replica(params)
+    inputs = step_inputs(params)
+    assert not np.allclose(inputs["real_t"].numpy(), 1.0) and np.any(inputs["real_t"].numpy() < 0.5)
+    g_weights, d_weights = gan.generator.get_weights(), gan.discriminator.get_weights()
+    fake = gan.generator(inputs["z"], training=True)
+    logits = tf.reshape(gan.discriminator(tf.concat([inputs["images"], fake], 0), training=True), [-1])
+    real_logits, fake_logits = logits[: params.batch_size], logits[params.batch_size :]
+    expected = tf.reduce_mean(
+        losses.discriminator_loss("gan", real_logits, fake_logits, inputs["real_t"], inputs["fake_t"])
+    ).numpy()
+    hard = tf.reduce_mean(
+        losses.discriminator_loss(
+            "gan", real_logits, fake_logits, tf.ones_like(real_logits), tf.zeros_like(fake_logits)
+        )
+    ).numpy()
+    gan.generator.set_weights(g_weights)
+    gan.discriminator.set_weights(d_weights)
+    stats = train_lib.make_train_step(strategy, gan, params)(inputs).numpy()
+    assert stats[0] == pytest.approx(expected, rel=1e-5)
+    assert abs(stats[0] - hard) > 1e-3
+
+
+def test_each_optimizer_applies_its_own_cosine_rate(prepared):
+    params = TrainParams(lr_g=1e-3, lr_d=4e-3, lr_schedule="cosine", **TINY)
+    total = 6
+    strategy, gan = single_replica(params, total)
+    step = train_lib.make_train_step(strategy, gan, params)
+    for k in range(total + 1):
+        for opt, base in ((gan.g_opt, params.lr_g), (gan.d_opt, params.lr_d)):
+            applied = train_lib.current_rate(opt)
+            assert applied == pytest.approx(
+                base * 0.5 * (1 + math.cos(math.pi * k / total)), rel=1e-5, abs=1e-9
+            )
+        if k < total:
+            step(step_inputs(params, k))
+
+
+@pytest.mark.parametrize("flags", [{"mixed_precision": True}, {"jit_compile": True}])
+def test_mixed_precision_and_xla_steps_run_on_cpu(prepared, flags):
+    params = TrainParams(**TINY, **flags)
+    if params.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        strategy, gan = single_replica(params)
+        step = train_lib.make_train_step(strategy, gan, params)
+        before = gan.discriminator.get_weights()[0].copy()
+        for k in range(3):
+            stats = step(step_inputs(params, k)).numpy()
+        assert np.all(np.isfinite(stats))
+        assert not np.allclose(before, gan.discriminator.get_weights()[0])
+        assert gan.generator.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_ema_follows_the_generator_with_its_decay(prepared):
+    params = TrainParams(ema_decay=0.9, **TINY)
+    strategy, gan = single_replica(params)
+    start = [w.copy() for w in gan.ema.get_weights()]
+    train_lib.make_train_step(strategy, gan, params)(step_inputs(params))
+    for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
+        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * w, rtol=1e-5, atol=1e-6)
+
+
+def optimizer_iterations(checkpoint_dir):
+    reader = tf.train.load_checkpoint(str(checkpoint_dir))
+    names = reader.get_variable_to_shape_map()
+    g = next(n for n in names if n.startswith("g_opt/") and "iteration" in n)
+    d = next(n for n in names if n.startswith("d_opt/") and "iteration" in n)
+    return int(reader.get_tensor(g)), int(reader.get_tensor(d))
+
+
+def test_n_critic_updates_the_discriminator_more_often(prepared):
+    out, summary = run_stage(prepared, TrainParams(epochs=2, n_critic=2, **TINY))
+    assert summary["steps"] == 8
+    assert optimizer_iterations(out / "ckpt") == (4, 8)
+
+
+def test_non_finite_loss_stops_naming_the_step(prepared):
+    params = TrainParams(epochs=2, lr_d=1e30, spectral_norm=False, **TINY)
+    with pytest.raises(DogganError, match=r"non-finite loss at step \d+"):
+        run_stage(prepared, params)
+
+
+def test_rollback_restores_the_last_checkpoint_with_a_lower_rate(prepared):
+    params = TrainParams(epochs=2, checkpoint_every=4, spectral_norm=False, **TINY)
+    run_stage(prepared, params)
+    diverging = params.model_copy(
+        update={
+            "epochs": 3,
+            "resume": True,
+            "lr_d": 1e30,
+            "on_nonfinite": "rollback",
+            "rollback_lr_factor": 1e-33,
+        }
+    )
+    out, summary = run_stage(prepared, diverging)
+    assert summary["steps"] == 12 and summary["rollbacks"] >= 1
+    assert np.isfinite(sampling.load_generator(out / "models").model.get_weights()[0]).all()
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from doggan import train_lib
+from doggan.params import EvalParams, TrainParams
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+params = TrainParams(**json.loads(sys.argv[3]))
+train_lib.train_stage(root / "crops.npz", root / "policy.json", params, EvalParams(), out / "models",
+                      out / "ckpt", out / "live", out / "plots", root / "missing_stats.npz")
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(prepared):
+    settings = dict(epochs=40, checkpoint_every=10, **TINY)
+    out = prepared / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(prepared), str(out), json.dumps(settings)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while tf.train.latest_checkpoint(str(out / "ckpt")) is None:
+            assert child.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    saved = int(tf.train.latest_checkpoint(str(out / "ckpt")).rsplit("-", 1)[1])
+    assert 10 <= saved < 160
+    summary = train_lib.train_stage(
+        prepared / "crops.npz",
+        prepared / "policy.json",
+        TrainParams(resume=True, **settings),
+        EvalParams(),
+        out / "models",
+        out / "ckpt",
+        out / "live",
+        out / "plots",
+        prepared / "missing_stats.npz",
+    )
+    assert summary["start_step"] >= saved and summary["start_step"] % 10 == 0
+    assert summary["steps"] == 160
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-160")
+    assert sampling.load_generator(out / "models").z_dim == 8
+
+
+def test_conditional_training_records_class_proportions(prepared):
+    out, summary = run_stage(prepared, TrainParams(epochs=1, conditional=True, **TINY))
+    assert summary["steps"] == 4
+    gen = sampling.load_generator(out / "models")
+    assert gen.n_classes == 2 and gen.class_probs == pytest.approx((0.5, 0.5))
+    assert next(sampling.generate(gen, 6, batch_size=6)).shape == (6, *SHAPE)
