@@ -32,6 +32,11 @@ FT = np.array([0.1, 0.0, 0.2], np.float32)
             (REAL - FAKE.mean() - 1) ** 2 + (FAKE - REAL.mean() + 1) ** 2,
             (FAKE - REAL.mean() - 1) ** 2 + (REAL - FAKE.mean() + 1) ** 2,
         ),
+        (
+            "rahinge",
+            np.maximum(0, 1 - (REAL - FAKE.mean())) + np.maximum(0, 1 + (FAKE - REAL.mean())),
+            np.maximum(0, 1 - (FAKE - REAL.mean())) + np.maximum(0, 1 + (REAL - FAKE.mean())),
+        ),
     ],
 )
 def test_losses_match_their_formulas(kind, expected_d, expected_g):

@@ -5,6 +5,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import warnings
 import zipfile
 import zlib
@@ -417,10 +418,11 @@ def test_default_message_marks_a_dirty_tree_and_names_the_experiment(project, mo
     (project / "dvc.lock").write_text("schema: '2.0'\nstages: {train: {epochs: 2}}\n")
     git(project, "commit", "-qam", "exp")
     exp = git(project, "rev-parse", "HEAD").strip()
+    git(project, "reset", "-q", "--hard", head)
+    git(project, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/rerun-of-baseline", head)
     git(project, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/two-epochs", exp)
-    git(
-        project, "reset", "-q", "--soft", head
-    )  # back on the baseline, the experiment's results in the workspace
+    assert submission.experiment_name() is None  # the workspace still holds the commit's results
+    git(project, "checkout", "-q", exp, "--", "dvc.lock")  # the experiment's results, in the workspace
     assert submission.experiment_name() == "two-epochs"
     assert submission.default_message() == f"doggan {short}-dirty, exp two-epochs"
     monkeypatch.setenv("DVC_EXP_NAME", "queued-lr")
@@ -432,3 +434,35 @@ def test_default_message_outside_git(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert submission.default_message() == "doggan submission"
+
+
+def test_experiment_name_after_a_real_dvc_exp_run(tmp_path, monkeypatch):
+    """`dvc exp run` in the workspace, then `dvc exp apply`: the workspace's experiment is found by name."""
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    git(tmp_path, "init", "-q")
+    (tmp_path / "params.yaml").write_text("lr: 1\n")
+    stage = {
+        "cmd": "python -c \"print(open('params.yaml').read())\" > out.txt",
+        "params": ["lr"],
+        "outs": ["out.txt"],
+    }
+    (tmp_path / "dvc.yaml").write_text(json.dumps({"stages": {"train": stage}}))
+
+    def dvc(*args):
+        env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com")
+        env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+        subprocess.run([bin_dir / "dvc", *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    dvc("init", "-q")
+    dvc("repro", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "baseline")
+    monkeypatch.chdir(tmp_path)
+    assert submission.experiment_name() is None
+    dvc("exp", "run", "-q", "-S", "lr=2", "-n", "lr-two")
+    dvc("exp", "run", "-q", "-S", "lr=3", "-n", "lr-three")
+    assert submission.experiment_name() == "lr-three"
+    dvc("exp", "apply", "-q", "lr-two")
+    assert submission.experiment_name() == "lr-two"

@@ -229,7 +229,7 @@ train_lib.train_stage(root / "crops.npz", root / "policy.json", params, EvalPara
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(prepared):
-    settings = dict(epochs=40, checkpoint_every=10, **TINY)
+    settings = dict(epochs=25, checkpoint_every=10, **TINY)
     out = prepared / "out"
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(prepared), str(out), json.dumps(settings)],
@@ -247,7 +247,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(
         child.wait()
     assert child.returncode == -signal.SIGKILL
     saved = int(tf.train.latest_checkpoint(str(out / "ckpt")).rsplit("-", 1)[1])
-    assert 10 <= saved < 160
+    assert 10 <= saved < 100
     summary = train_lib.train_stage(
         prepared / "crops.npz",
         prepared / "policy.json",
@@ -260,8 +260,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(
         prepared / "missing_stats.npz",
     )
     assert summary["start_step"] >= saved and summary["start_step"] % 10 == 0
-    assert summary["steps"] == 160
-    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-160")
+    assert summary["steps"] == 100
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-100")
     assert sampling.load_generator(out / "models").z_dim == 8
 
 
@@ -271,3 +271,19 @@ def test_conditional_training_records_class_proportions(prepared):
     gen = sampling.load_generator(out / "models")
     assert gen.n_classes == 2 and gen.class_probs == pytest.approx((0.5, 0.5))
     assert next(sampling.generate(gen, 6, batch_size=6)).shape == (6, *SHAPE)
+
+
+def test_instance_noise_is_annealed_to_zero_and_reaches_the_discriminator(prepared):
+    params = TrainParams(instance_noise=0.4, instance_noise_epochs=2, **TINY)
+    sigmas = [float(train_lib.instance_noise_std(s, params, steps_per_epoch=4)) for s in (0, 4, 8, 12)]
+    assert sigmas == pytest.approx([0.4, 0.2, 0.0, 0.0])
+    images = np.zeros((32, *SHAPE), np.uint8)
+    batch = next(iter(train_lib.train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 4)))
+    np.testing.assert_allclose(batch["sigma"].numpy(), 0.2, rtol=1e-6)
+
+    results = []
+    for sigma in (0.0, 5.0):
+        strategy, gan = single_replica(params)
+        inputs = dict(step_inputs(params), sigma=tf.fill([params.batch_size], sigma))
+        results.append(train_lib.make_train_step(strategy, gan, params)(inputs).numpy())
+    assert abs(results[0][0] - results[1][0]) > 1e-3

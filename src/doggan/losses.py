@@ -43,6 +43,10 @@ def discriminator_loss(
         )
     if kind == "ralsgan":
         return tf.square(real - tf.reduce_mean(fake) - 1.0) + tf.square(fake - tf.reduce_mean(real) + 1.0)
+    if kind == "rahinge":
+        return tf.nn.relu(1.0 - (real - tf.reduce_mean(fake))) + tf.nn.relu(
+            1.0 + (fake - tf.reduce_mean(real))
+        )
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -58,4 +62,8 @@ def generator_loss(kind: str, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
         )
     if kind == "ralsgan":
         return tf.square(fake - tf.reduce_mean(real) - 1.0) + tf.square(real - tf.reduce_mean(fake) + 1.0)
+    if kind == "rahinge":
+        return tf.nn.relu(1.0 - (fake - tf.reduce_mean(real))) + tf.nn.relu(
+            1.0 + (real - tf.reduce_mean(fake))
+        )
     raise ValueError(f"unknown loss {kind!r}")

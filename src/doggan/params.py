@@ -82,7 +82,7 @@ class TrainParams(Section):
     beta_1: float = Field(0.5, ge=0.0, lt=1.0)
     beta_2: float = Field(0.999, ge=0.0, lt=1.0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    loss: Literal["gan", "hinge", "rasgan", "ralsgan"] = "gan"
+    loss: Literal["gan", "hinge", "rasgan", "ralsgan", "rahinge"] = "gan"
     n_critic: int = Field(1, ge=1)
     spectral_norm: bool = True
     real_label_range: Range = (0.7, 1.0)
@@ -101,6 +101,8 @@ class TrainParams(Section):
     sample_every: int = Field(1, ge=1)
     eval_every: int = Field(0, ge=0)
     keep_best: bool = False
+    instance_noise: float = Field(0.0, ge=0.0)
+    instance_noise_epochs: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _ranges(self) -> TrainParams:

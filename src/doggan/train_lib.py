@@ -1,8 +1,10 @@
 """DCGAN training under tf.distribute: one compiled step per global batch, checkpoints, resume.
 
 The input pipeline also draws each step's noise and discriminator targets (label smoothing and
-label noise) per example from stateless seeds, so a global batch is the same whatever the number
-of replicas it is split across, and a resumed run draws what the uninterrupted run would have.
+label noise) from stateless seeds of (train.seed, step), so a global batch is the same whatever the
+number of replicas it is split across, and a resumed run draws the noise and targets the
+uninterrupted run would have (its image order restarts from the shuffle seed).
+Only the chief writes outputs; other workers write to a temp folder that they remove at the end.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the task that writes outputs: the chief, else worker 0 of a cluster without one."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+    if resolver is None or not resolver.task_type or resolver.task_type == "chief":
         return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
 
 
 def step_inputs(
@@ -62,14 +66,27 @@ def step_inputs(
     return z, real_t, fake_t
 
 
+def instance_noise_std(step: tf.Tensor, params: TrainParams, steps_per_epoch: int) -> tf.Tensor:
+    """σ of the Gaussian noise on D's inputs: train.instance_noise, annealed linearly to 0 over
+    train.instance_noise_epochs (0 keeps it constant)."""
+    if not params.instance_noise_epochs:
+        return tf.constant(params.instance_noise, tf.float32)
+    span = float(params.instance_noise_epochs * steps_per_epoch)
+    return params.instance_noise * tf.maximum(1.0 - tf.cast(step, tf.float32) / span, 0.0)
+
+
 def train_dataset(images, labels, policy, params: TrainParams, start_step: int) -> tf.data.Dataset:
-    """Endless global batches of (images, labels, z, real targets, fake targets)."""
+    """Endless global batches of images, labels, noise, D targets and instance-noise σ (per example)."""
     images_ds = make_dataset(images, labels, policy, params.batch_size, seed=params.seed, repeat=True)
     steps = tf.data.Dataset.counter(start=start_step)
+    steps_per_epoch = len(images) // params.batch_size
 
     def add_inputs(batch, step):
         z, real_t, fake_t = step_inputs(step, params.batch_size, params.z_dim, params)
-        return {"images": batch[0], "labels": batch[1], "z": z, "real_t": real_t, "fake_t": fake_t}
+        inputs = {"images": batch[0], "labels": batch[1], "z": z, "real_t": real_t, "fake_t": fake_t}
+        if params.instance_noise > 0:
+            inputs["sigma"] = tf.fill([params.batch_size], instance_noise_std(step, params, steps_per_epoch))
+        return inputs
 
     return tf.data.Dataset.zip((images_ds, steps)).map(add_inputs).prefetch(tf.data.AUTOTUNE)
 
@@ -159,6 +176,9 @@ def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: 
     g_inputs = [inputs["z"], labels] if gan.n_classes else inputs["z"]
     with tf.GradientTape(persistent=True) as tape:
         both = tf.concat([real, tf.cast(gan.generator(g_inputs, training=True), real.dtype)], 0)
+        if "sigma" in inputs:
+            sigma = tf.concat([inputs["sigma"], inputs["sigma"]], 0)[:, None, None, None]
+            both += tf.random.normal(tf.shape(both), dtype=both.dtype) * tf.cast(sigma, both.dtype)
         d_inputs = [both, tf.concat([labels, labels], 0)] if gan.n_classes else both
         logits = gan.discriminator(d_inputs, training=True)
         logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)

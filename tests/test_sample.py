@@ -1,0 +1,30 @@
+import zipfile
+
+from doggan.annotations import parse
+from doggan.sample import BREEDS, write_sample
+
+
+def test_sample_is_deterministic_and_in_kaggle_layout(tmp_path):
+    first = write_sample(tmp_path / "a", 12, seed=3)
+    write_sample(tmp_path / "b", 12, seed=3)
+    for name in ("all-dogs.zip", "Annotation.zip"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert first["images"] == 12
+    with zipfile.ZipFile(tmp_path / "a/all-dogs.zip") as images:
+        photos = images.namelist()
+    with zipfile.ZipFile(tmp_path / "a/Annotation.zip") as notes:
+        annotations = notes.namelist()
+        boxes = [parse(notes.read(n)) for n in annotations]
+    assert all(p.startswith("all-dogs/") and p.endswith(".jpg") for p in photos)
+    breed_dirs = {f"{b.wnid}-{b.name}" for b in BREEDS}
+    for name in annotations:
+        top, folder, image_id = name.split("/")
+        assert top == "Annotation" and folder in breed_dirs and f"all-dogs/{image_id}.jpg" in photos
+    assert sum(len(b) for b in boxes) == first["objects"]
+    assert all(1 <= len(b) <= 3 for b in boxes)
+
+
+def test_other_seed_gives_other_photos(tmp_path):
+    write_sample(tmp_path / "a", 4, seed=0)
+    write_sample(tmp_path / "b", 4, seed=1)
+    assert (tmp_path / "a/all-dogs.zip").read_bytes() != (tmp_path / "b/all-dogs.zip").read_bytes()
