@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from doggan.submission import validate
 from ruamel.yaml import YAML
+
+from doggan.submission import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
