@@ -24,19 +24,26 @@ log = logging.getLogger("doggan")
 RAW_FILES = ("all-dogs.zip", "Annotation.zip", "images.zip")
 
 
-def is_intact(path: Path) -> bool:
-    """True when `path` is a zip whose every member passes its CRC check."""
+def is_intact(path: Path, expected: tuple[str, ...] = ()) -> bool:
+    """True when `path` is a zip holding a member starting with each `expected` prefix, all CRCs good.
+
+    The expected members matter: a truncated archive of stored zips can still parse, as a zip
+    found inside it.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if not all(any(n.startswith(p) for n in names) for p in expected):
+                return False
             return zf.testzip() is None
     except (OSError, zipfile.BadZipFile, EOFError):
         return False
 
 
-def _kaggle_archive(download_dir: Path, name: str, fetch_fn) -> Path:
+def _kaggle_archive(download_dir: Path, name: str, expected: tuple[str, ...], fetch_fn) -> Path:
     """The archive Kaggle serves, downloaded once and re-fetched only when missing or damaged."""
     path = download_dir / name
-    if path.exists() and is_intact(path):
+    if path.exists() and is_intact(path, expected):
         log.info("%s: present and intact, not downloading again", path)
         return path
     if path.exists():
@@ -44,7 +51,7 @@ def _kaggle_archive(download_dir: Path, name: str, fetch_fn) -> Path:
         path.unlink()
     download_dir.mkdir(parents=True, exist_ok=True)
     fetch_fn()
-    if not is_intact(path):
+    if not is_intact(path, expected):
         raise DogganError(f"{path}: the download is not a valid zip archive")
     return path
 
@@ -145,18 +152,20 @@ def fetch(params: DataParams, raw_dir: Path, api=None) -> dict:
         api = api or kaggle_api.authenticate()
         if params.source == "kaggle":
             name, what = f"{params.competition}.zip", f"download of competition {params.competition}"
+            expected = ("all-dogs.zip", "Annotation.zip")
 
             def get() -> None:
                 api.competition_download_files(params.competition, path=str(download_dir), quiet=False)
 
         else:
             name, what = f"{params.dataset.split('/')[-1]}.zip", f"download of dataset {params.dataset}"
+            expected = ("images/Images/", "annotations/Annotation/")
 
             def get() -> None:
                 api.dataset_download_files(params.dataset, path=str(download_dir), quiet=False, unzip=False)
 
         try:
-            archive = _kaggle_archive(download_dir, name, get)
+            archive = _kaggle_archive(download_dir, name, expected, get)
         except DogganError:
             raise
         except Exception as exc:  # the client raises requests/urllib3 errors of many kinds
