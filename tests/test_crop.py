@@ -107,6 +107,7 @@ def test_modes_become_rgb_or_gray(tmp_path):
 def test_hostile_and_broken_inputs_are_counted_not_fatal(tmp_path):
     good = jpeg(Image.fromarray(np.full((64, 64, 3), 128, np.uint8)))
     photos = {"ok": good, "truncated": good[: len(good) // 2], "garbage": b"not an image", "lonely": good}
+    photos.update(doctype=good, broken=good)
     notes = {
         "ok": voc([(5, 5, 60, 60), (40, 10, 20, 30), (100, 100, 120, 120)]),
         "truncated": voc([(5, 5, 60, 60)]),

@@ -1,7 +1,8 @@
 """Crop every dog out of the raw archives by its box, in a pool of processes, into one array file.
 
 Photos are decoded straight from the zip members (no extraction), shrunk by the JPEG decoder when
-the boxes allow it, and each box becomes a square crop with a margin, resized to `crop.size`.
+the boxes allow it (OpenCV's reduced decoding), and each box becomes a square crop with a margin,
+resized to `crop.size`.
 What is skipped, and why, is counted in the report.
 """
 
@@ -74,12 +75,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 class Job(NamedTuple):
-    member: str
-    boxes: tuple[Box, ...] | None  # None: no annotation, crop the centre square
+    member: str  # the photo in the images archive
+    note: str | None  # its annotation in Annotation.zip; None: crop the centre square
 
 
 class Outcome(NamedTuple):
     member: str
+    objects: int
     crops: list[tuple[np.ndarray, str]]
     skips: list[str]
 
@@ -118,24 +120,41 @@ def resize(image: np.ndarray, size: int, params: CropParams) -> np.ndarray:
     return out[..., None] if out.ndim == 2 else out
 
 
-def _decode(data: bytes, mode: str, scale: float) -> tuple[Image.Image, float]:
-    """Decode to RGB or L, letting the JPEG decoder shrink by up to `scale`; returns (image, factor)."""
-    image = Image.open(io.BytesIO(data))
-    width = image.width
-    if scale >= 2 and image.format == "JPEG":
-        image.draft("RGB" if mode == "RGB" else "L", (int(image.width / scale), int(image.height / scale)))
-    image.load()
-    if image.mode != mode:
-        image = image.convert("RGBA" if image.mode in ("P", "PA") and mode == "RGB" else mode)
-        image = image.convert(mode)
-    return image, width / image.width
+REDUCED = {  # decoder flags per shrink factor: (colour, grayscale); JPEGs decode straight at 1/2, 1/4, 1/8
+    1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
+    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_truncated(data: bytes) -> bool:
+    """A JPEG without its end marker or a PNG without IEND (decoders would fill the rest with grey)."""
+    if data[:2] == b"\xff\xd8":
+        return not data.rstrip(b"\0").endswith(b"\xff\xd9")
+    if data[:8] == PNG_SIGNATURE:
+        return b"IEND" not in data[-16:]
+    return False
+
+
+def _decode(data: bytes, channels: int, width: int, scale: float) -> tuple[np.ndarray, float]:
+    """Decode to RGB or gray, shrunk by the largest of 1, 2, 4, 8 not above `scale`; (pixels, factor)."""
+    if is_truncated(data):
+        raise ValueError("truncated image")
+    factor = max(f for f in REDUCED if f <= max(scale, 1.0))
+    flag = REDUCED[factor][0 if channels == 3 else 1] | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if pixels is None:
+        raise ValueError("undecodable image")
+    if channels == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return pixels, width / pixels.shape[1]
 
 
 def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -> tuple[list, list[str]]:
     """Crop every box of one photo (or its centre square); returns ([(crop, breed)], [skip reasons])."""
-    mode = "RGB" if params.channels == 3 else "L"
-    probe = Image.open(io.BytesIO(data))
-    width, height = probe.size
+    width, height = Image.open(io.BytesIO(data)).size
     if boxes is None:
         side = min(width, height)
         x0, y0 = (width - side) // 2, (height - side) // 2
@@ -154,8 +173,7 @@ def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -
         return [], skips
     windows = [square_window(b, width, height, margin) for b in usable]
     smallest = min(min(x1 - x0, y1 - y0) for x0, y0, x1, y1 in windows)
-    image, factor = _decode(data, mode, smallest / params.size)
-    pixels = np.asarray(image)
+    pixels, factor = _decode(data, params.channels, width, smallest / params.size)
     crops = []
     for box, (x0, y0, x1, y1) in zip(usable, windows, strict=True):
         a, b = int(x0 / factor), int(y0 / factor)
@@ -164,28 +182,39 @@ def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -
     return crops, skips
 
 
-_worker_zip: zipfile.ZipFile | None = None
+_worker_zips: dict[str, zipfile.ZipFile] = {}
 
 
-def _init_worker(path: str) -> None:
-    global _worker_zip
-    _worker_zip = zipfile.ZipFile(path)
+def _init_worker(images_path: str, notes_path: str | None) -> None:
+    _worker_zips["images"] = zipfile.ZipFile(images_path)
+    if notes_path:
+        _worker_zips["notes"] = zipfile.ZipFile(notes_path)
 
 
 def _work(job: Job, params: CropParams) -> Outcome:
+    """Parse one annotation and crop its photo (in a worker process, which holds both archives)."""
+    boxes = None
+    if job.note is not None:
+        try:
+            boxes = tuple(parse(_worker_zips["notes"].read(job.note)))
+        except AnnotationError as exc:
+            return Outcome(job.note, 0, [], [exc.reason])
+        if not boxes:
+            return Outcome(job.note, 0, [], ["annotation without objects"])
+    objects = len(boxes) if boxes else 1
     try:
-        crops, skips = crop_image(_worker_zip.read(job.member), job.boxes, params)
+        crops, skips = crop_image(_worker_zips["images"].read(job.member), boxes, params)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, zipfile.BadZipFile):
-        return Outcome(job.member, [], ["image failed to decode"])
-    return Outcome(job.member, crops, skips)
+        return Outcome(job.member, objects, [], ["image failed to decode"])
+    return Outcome(job.member, objects, crops, skips)
 
 
 def _image_id(name: str) -> str:
     return PurePosixPath(name).stem
 
 
-def plan_jobs(raw_dir: Path, report: Counter, examples: dict) -> tuple[Path, int, list[Job]]:
-    """Pair each photo with its annotation; count refused members and unpaired files."""
+def plan_jobs(raw_dir: Path, report: Counter, examples: dict) -> tuple[Path, Path | None, int, list[Job]]:
+    """Pair each photo with its annotation by name; count refused members and unpaired files."""
 
     def skip(reason: str, name: str, n: int = 1) -> None:
         report[reason] += n
@@ -206,32 +235,23 @@ def plan_jobs(raw_dir: Path, report: Counter, examples: dict) -> tuple[Path, int
     if not photos:
         raise DogganError(f"{images_path}: no images in the archive")
     if images_path == folder:
-        return images_path, len(photos), [Job(photos[k], None) for k in sorted(photos)]
+        return images_path, None, len(photos), [Job(photos[k], None) for k in sorted(photos)]
 
     notes_path = raw_dir / "Annotation.zip"
-    boxes: dict[str, tuple[Box, ...]] = {}
     with open_zip(notes_path) as zf:
         members, refused = safe_members(zf)
-        for name, reason in refused.items():
-            skip(f"unsafe archive member ({reason})", name)
-        for info in members:
-            image_id = _image_id(info.filename)
-            try:
-                boxes[image_id] = tuple(parse(zf.read(info)))
-            except AnnotationError as exc:
-                skip(exc.reason, info.filename)
+    for name, reason in refused.items():
+        skip(f"unsafe archive member ({reason})", name)
+    notes = {_image_id(info.filename): info.filename for info in members}
     jobs = []
     for image_id in sorted(photos):
-        if image_id in boxes:
-            if boxes[image_id]:
-                jobs.append(Job(photos[image_id], boxes[image_id]))
-            else:
-                skip("annotation without objects", image_id)
+        if image_id in notes:
+            jobs.append(Job(photos[image_id], notes[image_id]))
         else:
             skip("image without annotation", photos[image_id])
-    for image_id in sorted(set(boxes) - set(photos)):
-        skip("annotation without image", image_id)
-    return images_path, len(photos), jobs
+    for image_id in sorted(set(notes) - set(photos)):
+        skip("annotation without image", notes[image_id])
+    return images_path, notes_path, len(photos), jobs
 
 
 def crop_stage(
@@ -240,15 +260,17 @@ def crop_stage(
     """Crop every annotated dog of the raw archives into one array file, with a report and a preview."""
     skipped: Counter = Counter()
     examples: dict[str, list[str]] = {}
-    images_path, n_photos, jobs = plan_jobs(Path(raw_dir), skipped, examples)
-    objects = sum(len(j.boxes) if j.boxes else 1 for j in jobs)
+    images_path, notes_path, n_photos, jobs = plan_jobs(Path(raw_dir), skipped, examples)
+    objects = 0
     workers = params.workers or os.cpu_count() or 1
     crops, breeds, ids = [], [], []
     work = functools.partial(_work, params=params)
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, _init_worker, (str(images_path),)) as pool:
+    notes_arg = str(notes_path) if notes_path else None
+    with context.Pool(workers, _init_worker, (str(images_path), notes_arg)) as pool:
         results = pool.imap(work, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1)))
         for outcome in tqdm(results, total=len(jobs), desc="crop", unit="img", smoothing=0.1):
+            objects += outcome.objects
             for reason in outcome.skips:
                 skipped[reason] += 1
                 examples.setdefault(reason, [])
@@ -262,7 +284,7 @@ def crop_stage(
         raise DogganError(f"{images_path}: no usable crops ({dict(skipped)})")
     names = np.array(sorted(set(breeds)))
     labels = np.searchsorted(names, np.array(breeds)).astype(np.int32)
-    images = np.stack(crops).astype(np.uint8)
+    images = np.stack(crops)
     save_crops(out_path, Crops(images, labels, np.array(ids), names))
     report = {
         "images": n_photos,
