@@ -1,4 +1,4 @@
-"""Feature extractors: the loaders run on tiny models saved in the real formats; the stand-in discriminates."""
+"""Feature extractors: loaders run on tiny models saved in the real formats; the stand-in discriminates."""
 
 import os
 import tarfile

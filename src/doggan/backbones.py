@@ -32,6 +32,7 @@ KERAS_WEIGHTS = {
 }
 STANDIN_SEED = 2019
 STANDIN_WIDTHS = (16, 32, 64, 128)
+STANDIN_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,14 @@ def standin(reason: str = "requested") -> Backbone:
     model = keras.Model(inputs, keras.layers.Concatenate()(pooled))
     # Random ReLU features are dense and all alike in direction; removing their mean response to
     # smooth random colour fields (fixed seed) makes them sparse like Inception's pool_3, so the
-    # cosine memorization distance separates copies from new images on Kaggle's eps scale.
+    # cosine memorization distance separates copies from new images on Kaggle's eps scale. A small
+    # floor keeps flat images from giving all-zero rows, which the distance would drop.
     fields = np.random.default_rng(STANDIN_SEED).uniform(-1, 1, (64, 4, 4, 3)).astype(np.float32)
     offset = tf.reduce_mean(model(tf.image.resize(fields, (64, 64)), training=False), axis=0)
 
     def extract(images):
-        return tf.nn.relu(model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False) - offset)
+        features = model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        return tf.nn.relu(features - offset) + STANDIN_FLOOR
 
     return Backbone("standin", sum(STANDIN_WIDTHS), False, reason, extract)
 
