@@ -58,3 +58,21 @@ def test_malformed_and_empty_xml_give_a_reason(data, reason):
     with pytest.raises(AnnotationError) as err:
         parse(data)
     assert err.value.reason == reason
+
+
+def test_a_doctype_in_another_encoding_is_still_refused():
+    hidden = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE a [<!ENTITY e "dog">]><annotation/>'
+    with pytest.raises(AnnotationError) as err:
+        parse(hidden.encode("utf-16"))
+    assert err.value.reason == "XML with DOCTYPE or entities"
+
+
+@pytest.mark.parametrize("number", ["inf", "nan", ""])
+def test_boxes_that_are_not_finite_numbers_are_malformed(number):
+    xml = (
+        f"<annotation><object><name>x</name><bndbox><xmin>{number}</xmin><ymin>1</ymin>"
+        "<xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>"
+    )
+    with pytest.raises(AnnotationError) as err:
+        parse(xml.encode())
+    assert err.value.reason == "malformed XML"

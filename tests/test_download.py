@@ -9,15 +9,22 @@ from doggan.errors import DogganError
 from doggan.params import DataParams
 from doggan.sample import write_sample
 
+KEY = "0123456789abcdef0123456789abcdef"
 
-class HTTPError(Exception):
+
+class HTTPError(OSError):
+    """Shaped like requests.HTTPError: an OSError with the response attached."""
+
     def __init__(self, status):
-        super().__init__(f"{status} Client Error")
+        super().__init__(f"{status} Client Error: Forbidden for url: https://www.kaggle.com/api/v1/x")
         self.response = type("Response", (), {"status_code": status})()
 
 
 class FakeKaggle:
-    """Stands in for KaggleApi at the network boundary: serves archives the test built."""
+    """Stands in for KaggleApi at the network boundary: serves archives the test built.
+
+    Like the client, it writes `<competition>.zip` or `<dataset slug>.zip` into `path`.
+    """
 
     def __init__(self, archive: bytes, status: int | None = None):
         self.archive, self.status, self.calls = archive, status, []
@@ -26,12 +33,13 @@ class FakeKaggle:
         self.calls.append(name)
         if self.status:
             raise HTTPError(self.status)
+        Path(path).mkdir(parents=True, exist_ok=True)
         Path(path, f"{name.split('/')[-1]}.zip").write_bytes(self.archive)
 
     def competition_download_files(self, competition, path=None, force=False, quiet=True):
         self._serve(competition, path)
 
-    def dataset_download_files(self, dataset, path=None, force=False, quiet=True, unzip=False):
+    def dataset_download_files(self, dataset, path=None, force=False, quiet=True, unzip=False, licenses=()):
         self._serve(dataset, path)
 
 
@@ -42,78 +50,135 @@ def sample(tmp_path_factory):
     return raw
 
 
-def competition_zip(sample) -> bytes:
+def zip_of(members: dict) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        for name in ("all-dogs.zip", "Annotation.zip"):
-            zf.writestr(name, (sample / name).read_bytes())
+        for name, data in members.items():
+            zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def members(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def competition_zip(sample) -> bytes:
+    """The competition's download: a zip holding all-dogs.zip and Annotation.zip."""
+    return zip_of({name: (sample / name).read_bytes() for name in ("all-dogs.zip", "Annotation.zip")})
 
 
 def stanford_zip(sample) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as out, zipfile.ZipFile(sample / "Annotation.zip") as notes:
-        with zipfile.ZipFile(sample / "all-dogs.zip") as photos:
-            folders = {Path(n).name: Path(n).parent.name for n in notes.namelist()}
-            for name in photos.namelist():
-                image_id = Path(name).stem
-                out.writestr(f"images/Images/{folders[image_id]}/{image_id}.jpg", photos.read(name))
-        for name in notes.namelist():
-            out.writestr(
-                f"annotations/Annotation/{Path(name).parent.name}/{Path(name).name}", notes.read(name)
-            )
-    return buffer.getvalue()
+    """The Stanford Dogs dataset as Kaggle Datasets serves it."""
+    notes = members(sample / "Annotation.zip")
+    breed = {Path(name).name: Path(name).parent.name for name in notes}
+    layout = {
+        f"images/Images/{breed[Path(name).stem]}/{Path(name).name}": data
+        for name, data in members(sample / "all-dogs.zip").items()
+    }
+    layout.update(
+        {f"annotations/Annotation/{Path(n).parent.name}/{Path(n).name}": d for n, d in notes.items()}
+    )
+    layout["images/Images/.DS_Store"] = b"junk"
+    return zip_of(layout)
 
 
-def test_kaggle_downloads_once_and_refetches_a_truncated_archive(tmp_path, sample):
+def test_kaggle_downloads_once_keeps_the_archives_and_refetches_a_truncated_one(tmp_path, sample):
     params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
     api = FakeKaggle(competition_zip(sample))
-    fetch(params, tmp_path / "raw", api=api)
+    summary = fetch(params, tmp_path / "raw", api=api)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["Annotation.zip", "all-dogs.zip"]
     for name in ("all-dogs.zip", "Annotation.zip"):
         assert (tmp_path / "raw" / name).read_bytes() == (sample / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["Annotation.zip", "all-dogs.zip"]
+    assert summary == {"source": "kaggle", "images": 6, "annotations": 6}
+
     fetch(params, tmp_path / "raw", api=api)
-    assert api.calls == ["generative-dog-images"], "an intact archive is not downloaded again"
-    archive = tmp_path / "dl/generative-dog-images.zip"
-    archive.write_bytes(archive.read_bytes()[:-100])
+    assert api.calls == ["generative-dog-images"], "intact archives are not downloaded again"
+
+    kept = tmp_path / "dl/all-dogs.zip"
+    kept.write_bytes(kept.read_bytes()[:-300])
     fetch(params, tmp_path / "raw", api=api)
-    assert len(api.calls) == 2
+    assert len(api.calls) == 2, "a truncated archive is downloaded again"
+    assert (tmp_path / "raw/all-dogs.zip").read_bytes() == (sample / "all-dogs.zip").read_bytes()
+
+
+def test_kaggle_bundle_with_unpacked_folders_is_rebuilt_in_the_layout(tmp_path, sample):
+    unpacked = {**members(sample / "all-dogs.zip"), **members(sample / "Annotation.zip")}
+    params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
+    fetch(params, tmp_path / "raw", api=FakeKaggle(zip_of(unpacked)))
+    for name in ("all-dogs.zip", "Annotation.zip"):
+        assert members(tmp_path / "raw" / name) == members(sample / name)
+
+
+def test_a_truncated_download_is_an_error_naming_it(tmp_path, sample):
+    params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
+    with pytest.raises(DogganError, match="generative-dog-images.zip"):
+        fetch(params, tmp_path / "raw", api=FakeKaggle(competition_zip(sample)[:-5000]))
 
 
 def test_forbidden_competition_says_to_accept_the_rules(tmp_path, monkeypatch):
-    monkeypatch.setenv("KAGGLE_KEY", "s3cr3t-key")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
     params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
-    with pytest.raises(DogganError, match="rules") as err:
+    with pytest.raises(DogganError, match=r"kaggle\.com/c/generative-dog-images/rules") as err:
         fetch(params, tmp_path / "raw", api=FakeKaggle(b"", status=403))
-    assert "s3cr3t-key" not in str(err.value)
+    assert KEY not in str(err.value)
 
 
 def test_missing_credentials_say_where_to_put_them(tmp_path, monkeypatch):
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(DogganError, match=r"kaggle\.json.*KAGGLE_USERNAME"):
-        fetch(DataParams(source="kaggle", download_dir=str(tmp_path)), tmp_path / "raw")
+        fetch(DataParams(source="kaggle", download_dir=str(tmp_path / "dl")), tmp_path / "raw")
 
 
 def test_stanford_is_normalised_into_the_competition_layout(tmp_path, sample):
     params = DataParams(source="stanford", download_dir=str(tmp_path / "dl"))
-    fetch(params, tmp_path / "raw", api=FakeKaggle(stanford_zip(sample)))
+    api = FakeKaggle(stanford_zip(sample))
+    fetch(params, tmp_path / "raw", api=api)
     for name in ("all-dogs.zip", "Annotation.zip"):
-        with zipfile.ZipFile(tmp_path / "raw" / name) as ours, zipfile.ZipFile(sample / name) as theirs:
-            assert sorted(ours.namelist()) == sorted(theirs.namelist())
+        assert members(tmp_path / "raw" / name) == members(sample / name)
+    fetch(params, tmp_path / "raw", api=api)
+    assert api.calls == ["jessicali9530/stanford-dogs-dataset"]
 
 
-def test_folder_source_collects_images_and_rejects_an_empty_folder(tmp_path, sample):
+def test_folder_source_collects_images_only(tmp_path, sample):
+    photos = list(members(sample / "all-dogs.zip").values())
     folder = tmp_path / "faces"
     (folder / "sub").mkdir(parents=True)
-    with zipfile.ZipFile(sample / "all-dogs.zip") as zf:
-        for i, name in enumerate(zf.namelist()[:3]):
-            (folder / ("sub" if i else ".") / f"{i}.jpg").write_bytes(zf.read(name))
+    (folder / "a.jpg").write_bytes(photos[0])
+    (folder / "sub/b.jpg").write_bytes(photos[1])
+    (folder / ".hidden.jpg").write_bytes(photos[2])
     (folder / "notes.txt").write_text("not an image")
-    fetch(DataParams(source="folder", folder=str(folder)), tmp_path / "raw")
-    with zipfile.ZipFile(tmp_path / "raw/images.zip") as zf:
-        assert len(zf.namelist()) == 3
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(DogganError, match="no images"):
-        fetch(DataParams(source="folder", folder=str(empty)), tmp_path / "raw2")
+    fetch(DataParams(source="sample", sample_images=8), tmp_path / "raw")
+    summary = fetch(DataParams(source="folder", folder=str(folder)), tmp_path / "raw")
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == ["images.zip"], "only this source's archive"
+    assert members(tmp_path / "raw/images.zip") == {"images/a.jpg": photos[0], "images/sub__b.jpg": photos[1]}
+    assert summary == {"source": "folder", "images": 2}
+
+
+def test_folder_source_reads_a_zip_and_skips_unsafe_members(tmp_path, sample):
+    photo = next(iter(members(sample / "all-dogs.zip").values()))
+    archive = tmp_path / "digits.zip"
+    archive.write_bytes(zip_of({"d/0.png": photo, "../evil.png": photo, "__MACOSX/d/._0.png": b"fork"}))
+    fetch(DataParams(source="folder", folder=str(archive)), tmp_path / "raw")
+    assert list(members(tmp_path / "raw/images.zip")) == ["images/d__0.png"]
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "missing"])
+def test_folder_source_without_images_is_an_error(tmp_path, kind):
+    folder = tmp_path / "empty"
+    if kind == "empty folder":
+        folder.mkdir()
+    with pytest.raises(DogganError, match=r"empty: .*data\.folder"):
+        fetch(DataParams(source="folder", folder=str(folder)), tmp_path / "raw")
+    assert not (tmp_path / "raw/images.zip").exists()
+
+
+def test_sample_source_is_deterministic(tmp_path):
+    first = fetch(DataParams(sample_images=8, sample_seed=4), tmp_path / "a")
+    fetch(DataParams(sample_images=8, sample_seed=4), tmp_path / "b")
+    assert first == {"source": "sample", "images": 8, "annotations": 8}
+    for name in ("all-dogs.zip", "Annotation.zip"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -1,4 +1,7 @@
+import io
 import zipfile
+
+from PIL import Image
 
 from doggan.annotations import parse
 from doggan.sample import BREEDS, write_sample
@@ -17,9 +20,13 @@ def test_sample_is_deterministic_and_in_kaggle_layout(tmp_path):
         boxes = [parse(notes.read(n)) for n in annotations]
     assert all(p.startswith("all-dogs/") and p.endswith(".jpg") for p in photos)
     breed_dirs = {f"{b.wnid}-{b.name}" for b in BREEDS}
-    for name in annotations:
+    for name, objects in zip(annotations, boxes, strict=True):
         top, folder, image_id = name.split("/")
         assert top == "Annotation" and folder in breed_dirs and f"all-dogs/{image_id}.jpg" in photos
+        assert image_id.startswith(folder.split("-")[0] + "_")
+        assert {box.breed for box in objects} == {folder.split("-", 1)[1]}, (
+            "one breed per photo, its folder's"
+        )
     assert sum(len(b) for b in boxes) == first["objects"]
     assert all(1 <= len(b) <= 3 for b in boxes)
 
@@ -28,3 +35,20 @@ def test_other_seed_gives_other_photos(tmp_path):
     write_sample(tmp_path / "a", 4, seed=0)
     write_sample(tmp_path / "b", 4, seed=1)
     assert (tmp_path / "a/all-dogs.zip").read_bytes() != (tmp_path / "b/all-dogs.zip").read_bytes()
+
+
+def test_photos_vary_in_size_and_boxes_lie_inside_them(tmp_path):
+    write_sample(tmp_path, 30, seed=5)
+    sizes = set()
+    with (
+        zipfile.ZipFile(tmp_path / "all-dogs.zip") as images,
+        zipfile.ZipFile(tmp_path / "Annotation.zip") as notes,
+    ):
+        for name in notes.namelist():
+            image_id = name.rsplit("/", 1)[1]
+            width, height = Image.open(io.BytesIO(images.read(f"all-dogs/{image_id}.jpg"))).size
+            sizes.add((width, height))
+            assert 200 <= width <= 500
+            for box in parse(notes.read(name)):
+                assert 0 <= box.xmin < box.xmax <= width and 0 <= box.ymin < box.ymax <= height
+    assert len(sizes) > 20

@@ -6,11 +6,14 @@ refused instead of being expanded or fetched.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 from lxml import etree
 
 from doggan.errors import DogganError
+
+DOCTYPE = "XML with DOCTYPE or entities"
 
 
 class AnnotationError(DogganError):
@@ -29,16 +32,22 @@ class Box(NamedTuple):
     ymax: int
 
 
+_local = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
+    """The hardened parser, built once per thread (lxml parsers must not be shared between threads)."""
+    if not hasattr(_local, "parser"):
+        _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+    return _local.parser
 
 
 def _number(obj: etree._Element, tag: str) -> int:
@@ -47,7 +56,7 @@ def _number(obj: etree._Element, tag: str) -> int:
         raise AnnotationError("malformed XML", f"object without bndbox/{tag}")
     try:
         return round(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise AnnotationError("malformed XML", f"bndbox/{tag} is {text!r}, not a number") from None
 
 
@@ -55,12 +64,16 @@ def parse(xml_bytes: bytes) -> list[Box]:
     """Every object box of a VOC annotation, in file order; raises AnnotationError when unusable."""
     if not xml_bytes or not xml_bytes.strip():
         raise AnnotationError("empty XML")
-    if b"<!DOCTYPE" in xml_bytes.upper() or b"<!ENTITY" in xml_bytes.upper():
-        raise AnnotationError("XML with DOCTYPE or entities", "refused (entity expansion is unsafe)")
+    upper = xml_bytes.upper()
+    if b"<!DOCTYPE" in upper or b"<!ENTITY" in upper:
+        raise AnnotationError(DOCTYPE, "refused (entity expansion is unsafe)")
     try:
         root = etree.fromstring(xml_bytes, _parser())
     except etree.XMLSyntaxError as exc:
         raise AnnotationError("malformed XML", str(exc)) from None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:  # e.g. a DOCTYPE in UTF-16, unseen above
+        raise AnnotationError(DOCTYPE, "refused (entity expansion is unsafe)")
     if root.tag != "annotation":
         raise AnnotationError("malformed XML", f"root element is <{root.tag}>, not <annotation>")
     boxes = []

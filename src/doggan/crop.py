@@ -2,19 +2,24 @@
 
 Photos are decoded straight from the zip members (no extraction), shrunk by the JPEG decoder when
 the boxes allow it (OpenCV's reduced decoding), and each box becomes a square crop with a margin,
-resized to `crop.size`.
-What is skipped, and why, is counted in the report.
+resized to `crop.size`. Crops stream from the workers into one growing array. What is skipped, and
+why, is counted in the report.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import logging
 import multiprocessing
 import os
+import posixpath
+import warnings
 import zipfile
+import zlib
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -23,11 +28,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from doggan.annotations import AnnotationError, Box, parse
-from doggan.archives import open_zip, safe_members
+from doggan.archives import ArchiveError, is_image_name, open_zip, safe_members
 from doggan.errors import DogganError
 from doggan.files import atomic_path, write_json
 from doggan.grids import save_grid
 from doggan.params import CropParams
+
+log = logging.getLogger("doggan")
 
 
 class Crops(NamedTuple):
@@ -39,14 +46,17 @@ class Crops(NamedTuple):
 
 def save_crops(path: str | Path, crops: Crops) -> None:
     """Write crops as one .npz file, atomically."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(
-            tmp,
-            images=crops.images,
-            labels=crops.labels.astype(np.int32),
-            ids=np.asarray(crops.ids, dtype=str),
-            breeds=np.asarray(crops.breeds, dtype=str),
-        )
+    arrays = {
+        "images": np.ascontiguousarray(crops.images),
+        "labels": np.ascontiguousarray(crops.labels, np.int32),
+        "ids": np.asarray(crops.ids, dtype=str),
+        "breeds": np.asarray(crops.breeds, dtype=str),
+    }
+    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for name, array in arrays.items():  # as np.savez writes them, without its copy of each array
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, np.lib.format.header_data_from_array_1_0(array))
+                member.write(memoryview(array).cast("B"))
 
 
 def load_crops(path: str | Path) -> Crops:
@@ -71,19 +81,50 @@ INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+REDUCED = {  # decoder flags per shrink factor: (colour, grayscale); JPEGs decode straight at 1/2, 1/4, 1/8
+    1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
+    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+}
+JPEG_SIGNATURE = b"\xff\xd8"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+CHUNK = 32  # photos per task sent to a worker: about 20 ms of work, so the pool ends together
+
+
+class ImageError(Exception):
+    """A photo that cannot be cropped; `reason` is its line in the report."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Job(NamedTuple):
     member: str  # the photo in the images archive
     note: str | None  # its annotation in Annotation.zip; None: crop the centre square
+    image_id: str
 
 
-class Outcome(NamedTuple):
-    member: str
+class Batch(NamedTuple):
+    """What a worker sends back for a chunk of jobs."""
+
+    jobs: int
+    images: np.ndarray  # (k, S, S, C) uint8
+    breeds: list[str]
+    ids: list[str]
     objects: int
-    crops: list[tuple[np.ndarray, str]]
-    skips: list[str]
+    skips: list[tuple[str, str]]  # (reason, member)
+
+
+class Plan(NamedTuple):
+    images_path: Path
+    notes_path: Path | None
+    jobs: list[Job]
+    n_images: int
+    n_notes: int
+    skips: list[tuple[str, str]]
 
 
 def square_window(box: Box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
@@ -105,61 +146,120 @@ def check_box(box: Box, width: int, height: int, min_box: int) -> tuple[Box | No
     """Clip a box to the image; return (box, None) when usable, else (None, reason)."""
     if box.xmin > box.xmax or box.ymin > box.ymax:
         return None, "inverted box"
+    if box.xmin == box.xmax or box.ymin == box.ymax:
+        return None, "empty box"
     clipped = Box(box.breed, max(box.xmin, 0), max(box.ymin, 0), min(box.xmax, width), min(box.ymax, height))
     if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
-        return None, "empty box or box outside the image"
+        return None, "box outside the image"
     if min(clipped.xmax - clipped.xmin, clipped.ymax - clipped.ymin) < min_box:
         return None, "box smaller than crop.min_box"
     return clipped, None
 
 
 def resize(image: np.ndarray, size: int, params: CropParams) -> np.ndarray:
+    """Resize to size×size: `interpolation_down` when shrinking, `interpolation_up` when enlarging."""
     shrink = image.shape[0] >= size and image.shape[1] >= size
     method = INTERPOLATION[params.interpolation_down if shrink else params.interpolation_up]
     out = cv2.resize(image, (size, size), interpolation=method)
     return out[..., None] if out.ndim == 2 else out
 
 
-REDUCED = {  # decoder flags per shrink factor: (colour, grayscale); JPEGs decode straight at 1/2, 1/4, 1/8
-    1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
-    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
-    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
-}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 def is_truncated(data: bytes) -> bool:
-    """A JPEG without its end marker or a PNG without IEND (decoders would fill the rest with grey)."""
-    if data[:2] == b"\xff\xd8":
-        return not data.rstrip(b"\0").endswith(b"\xff\xd9")
+    """A JPEG whose last scan has no end marker after it, or a PNG whose last IDAT has no IEND after it.
+
+    Decoders fill the missing part with grey instead of failing. Entropy-coded JPEG data never holds
+    the bytes FF D9 or FF DA, so this also accepts photos with data appended after their end.
+    """
+    if data[:2] == JPEG_SIGNATURE:
+        if data.endswith(b"\xff\xd9"):  # the common case, found without scanning the whole file
+            return False
+        return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
     if data[:8] == PNG_SIGNATURE:
-        return b"IEND" not in data[-16:]
+        return data.rfind(b"IEND") < data.rfind(b"IDAT")
     return False
 
 
-def _decode(data: bytes, channels: int, width: int, scale: float) -> tuple[np.ndarray, float]:
-    """Decode to RGB or gray, shrunk by the largest of 1, 2, 4, 8 not above `scale`; (pixels, factor)."""
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, or None when the markers before it do not add up."""
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in SOF_MARKERS:
+            height, width = (
+                int.from_bytes(data[i + 5 : i + 7], "big"),
+                int.from_bytes(data[i + 7 : i + 9], "big"),
+            )
+            return (width, height) if width and height else None
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding; ImageError when unreadable or too large."""
     if is_truncated(data):
-        raise ValueError("truncated image")
-    factor = max(f for f in REDUCED if f <= max(scale, 1.0))
+        raise ImageError("truncated image")
+    size = jpeg_size(data) if data[:2] == JPEG_SIGNATURE else None
+    if size is None:  # not a JPEG, or an unusual one: Pillow reads every format's header
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                size = Image.open(io.BytesIO(data)).size
+        except Image.DecompressionBombError:
+            raise ImageError("image too large") from None
+        except (OSError, ValueError, SyntaxError):
+            raise ImageError("image failed to decode") from None
+    width, height = size
+    if width * height > (Image.MAX_IMAGE_PIXELS or width * height):
+        raise ImageError("image too large")
+    return width, height
+
+
+def _decode_pil(data: bytes, channels: int, factor: int) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    image.draft("L" if channels == 1 else "RGB", (image.width // factor, image.height // factor))
+    return np.asarray(image.convert("L" if channels == 1 else "RGB"))
+
+
+def reduction(window: int, size: int) -> int:
+    """The JPEG decoder's shrink factor (1, 2, 4 or 8) that still leaves a window at least `size` wide.
+
+    Reduced decoding averages each factor×factor block while decoding, so the crops stay properly
+    filtered; a window then snaps to that block grid, which moves it by less than half an output pixel.
+    """
+    return max(f for f in REDUCED if f == 1 or window >= size * f)
+
+
+def decode(data: bytes, channels: int, factor: int = 1) -> np.ndarray:
+    """Decode to RGB (channels 3) or gray (channels 1); JPEGs shrunk by `factor` (1, 2, 4 or 8) while
+    decoding. Grayscale, CMYK, palette and PNG-in-JPEG inputs all come out the same way."""
+    factor = factor if data[:2] == JPEG_SIGNATURE else 1
     flag = REDUCED[factor][0 if channels == 3 else 1] | cv2.IMREAD_IGNORE_ORIENTATION
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    if pixels is None:
-        raise ValueError("undecodable image")
+    if pixels is None:  # a format this OpenCV build cannot read: let Pillow try
+        try:
+            return _decode_pil(data, channels, factor)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            raise ImageError("image failed to decode") from None
     if channels == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return pixels, width / pixels.shape[1]
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return pixels
 
 
-def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -> tuple[list, list[str]]:
-    """Crop every box of one photo (or its centre square); returns ([(crop, breed)], [skip reasons])."""
-    width, height = Image.open(io.BytesIO(data)).size
+def crop_image(data: bytes, boxes: list[Box] | None, params: CropParams) -> tuple[list, list[str]]:
+    """Crop every box of one photo (or its centre square when `boxes` is None).
+
+    Returns ([(crop, breed)], [reason per skipped box]); raises ImageError when the photo is unusable.
+    """
+    width, height = image_size(data)
     if boxes is None:
         side = min(width, height)
         x0, y0 = (width - side) // 2, (height - side) // 2
-        boxes = (Box("image", x0, y0, x0 + side, y0 + side),)
-        margin = 0.0
+        boxes, margin = [Box("image", x0, y0, x0 + side, y0 + side)], 0.0
     else:
         margin = params.margin
     usable, skips = [], []
@@ -173,129 +273,216 @@ def crop_image(data: bytes, boxes: tuple[Box, ...] | None, params: CropParams) -
         return [], skips
     windows = [square_window(b, width, height, margin) for b in usable]
     smallest = min(min(x1 - x0, y1 - y0) for x0, y0, x1, y1 in windows)
-    pixels, factor = _decode(data, params.channels, width, smallest / params.size)
+    factor = reduction(smallest, params.size) if data[:2] == JPEG_SIGNATURE else 1
+    pixels = decode(data, params.channels, factor)
     crops = []
     for box, (x0, y0, x1, y1) in zip(usable, windows, strict=True):
-        a, b = int(x0 / factor), int(y0 / factor)
-        c, d = max(int(round(x1 / factor)), a + 1), max(int(round(y1 / factor)), b + 1)
+        # in decoded pixels: each covers factor×factor photo pixels, so windows snap to that grid
+        a, b = round(x0 / factor), round(y0 / factor)
+        c = min(a + max(1, round((x1 - x0) / factor)), pixels.shape[1])
+        d = min(b + max(1, round((y1 - y0) / factor)), pixels.shape[0])
         crops.append((resize(pixels[b:d, a:c], params.size, params), box.breed))
     return crops, skips
 
 
-_worker_zips: dict[str, zipfile.ZipFile] = {}
+_archives: dict[str, zipfile.ZipFile] = {}
 
 
-def _init_worker(images_path: str, notes_path: str | None) -> None:
-    _worker_zips["images"] = zipfile.ZipFile(images_path)
-    if notes_path:
-        _worker_zips["notes"] = zipfile.ZipFile(notes_path)
+def _open_archives(images_path: Path, notes_path: Path | None) -> None:
+    """Open the archives that `_crop_chunk` reads, once per process."""
+    _archives["images"] = zipfile.ZipFile(images_path)
+    if notes_path is not None:
+        _archives["notes"] = zipfile.ZipFile(notes_path)
 
 
-def _work(job: Job, params: CropParams) -> Outcome:
-    """Parse one annotation and crop its photo (in a worker process, which holds both archives)."""
-    boxes = None
-    if job.note is not None:
+def _close_archives() -> None:
+    for zf in _archives.values():
+        zf.close()
+    _archives.clear()
+
+
+UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+def _crop_chunk(jobs: list[Job], params: CropParams) -> Batch:
+    """Parse the annotations and crop the photos of a chunk of jobs (in a worker)."""
+    images, breeds, ids, skips, objects = [], [], [], [], 0
+    for job in jobs:
+        boxes = None
+        if job.note is not None:
+            try:
+                boxes = parse(_archives["notes"].read(job.note))
+            except AnnotationError as exc:
+                skips.append((exc.reason, job.note))
+                continue
+            except UNREADABLE:
+                skips.append(("unreadable archive member", job.note))
+                continue
+            if not boxes:
+                skips.append(("annotation without objects", job.note))
+                continue
+        objects += len(boxes) if boxes is not None else 1
         try:
-            boxes = tuple(parse(_worker_zips["notes"].read(job.note)))
-        except AnnotationError as exc:
-            return Outcome(job.note, 0, [], [exc.reason])
-        if not boxes:
-            return Outcome(job.note, 0, [], ["annotation without objects"])
-    objects = len(boxes) if boxes else 1
-    try:
-        crops, skips = crop_image(_worker_zips["images"].read(job.member), boxes, params)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, zipfile.BadZipFile):
-        return Outcome(job.member, objects, [], ["image failed to decode"])
-    return Outcome(job.member, objects, crops, skips)
+            crops, reasons = crop_image(_archives["images"].read(job.member), boxes, params)
+        except ImageError as exc:
+            skips.append((exc.reason, job.member))
+            continue
+        except UNREADABLE:
+            skips.append(("unreadable archive member", job.member))
+            continue
+        skips.extend((reason, job.note or job.member) for reason in reasons)
+        for crop, breed in crops:
+            images.append(crop)
+            breeds.append(breed)
+            ids.append(job.image_id)
+    shape = (0, params.size, params.size, params.channels)
+    stacked = np.stack(images) if images else np.empty(shape, np.uint8)
+    return Batch(len(jobs), stacked, breeds, ids, objects, skips)
 
 
-def _image_id(name: str) -> str:
-    return PurePosixPath(name).stem
-
-
-def plan_jobs(raw_dir: Path, report: Counter, examples: dict) -> tuple[Path, Path | None, int, list[Job]]:
-    """Pair each photo with its annotation by name; count refused members and unpaired files."""
-
-    def skip(reason: str, name: str, n: int = 1) -> None:
-        report[reason] += n
-        examples.setdefault(reason, [])
-        if len(examples[reason]) < 3:
-            examples[reason].append(name)
-
+def plan_jobs(raw_dir: Path) -> Plan:
+    """Pair each photo with its annotation by image id; note refused members and unpaired files."""
+    skips = []
     folder = raw_dir / "images.zip"
     images_path = folder if folder.exists() else raw_dir / "all-dogs.zip"
     with open_zip(images_path) as zf:
         members, refused = safe_members(zf)
-    for name, reason in refused.items():
-        skip(f"unsafe archive member ({reason})", name)
-    photos = {}
-    for info in members:
-        if info.filename.lower().endswith(IMAGE_SUFFIXES):
-            photos[_image_id(info.filename)] = info.filename
+    skips += [(f"unsafe archive member ({reason})", name) for name, reason in refused.items()]
+    photos: dict[str, str] = {}
+    for info in sorted(members, key=lambda i: i.filename):
+        name = info.filename
+        image_id = (
+            name.split("/", 1)[-1]
+            if images_path == folder
+            else posixpath.splitext(posixpath.basename(name))[0]
+        )
+        if not is_image_name(name):
+            skips.append(("not an image file", name))
+        elif image_id in photos:
+            skips.append(("duplicate image id", name))
+        else:
+            photos[image_id] = name
     if not photos:
-        raise DogganError(f"{images_path}: no images in the archive")
+        raise ArchiveError(f"{images_path}: no images in the archive")
     if images_path == folder:
-        return images_path, None, len(photos), [Job(photos[k], None) for k in sorted(photos)]
+        jobs = [Job(photos[k], None, k) for k in sorted(photos)]
+        return Plan(images_path, None, jobs, len(photos), 0, skips)
 
     notes_path = raw_dir / "Annotation.zip"
     with open_zip(notes_path) as zf:
         members, refused = safe_members(zf)
-    for name, reason in refused.items():
-        skip(f"unsafe archive member ({reason})", name)
-    notes = {_image_id(info.filename): info.filename for info in members}
+    skips += [(f"unsafe archive member ({reason})", name) for name, reason in refused.items()]
+    notes: dict[str, str] = {}
+    for info in sorted(members, key=lambda i: i.filename):
+        image_id = posixpath.basename(info.filename)
+        if image_id in notes:
+            skips.append(("duplicate image id", info.filename))
+        else:
+            notes[image_id] = info.filename
+    if not notes:
+        raise ArchiveError(f"{notes_path}: no annotations in the archive")
     jobs = []
     for image_id in sorted(photos):
         if image_id in notes:
-            jobs.append(Job(photos[image_id], notes[image_id]))
+            jobs.append(Job(photos[image_id], notes[image_id], image_id))
         else:
-            skip("image without annotation", photos[image_id])
-    for image_id in sorted(set(notes) - set(photos)):
-        skip("annotation without image", notes[image_id])
-    return images_path, notes_path, len(photos), jobs
+            skips.append(("image without annotation", photos[image_id]))
+    skips += [("annotation without image", notes[k]) for k in sorted(set(notes) - set(photos))]
+    return Plan(images_path, notes_path, jobs, len(photos), len(notes), skips)
+
+
+def _batches(plan: Plan, params: CropParams) -> Iterator[Batch]:
+    """Crop the plan's jobs chunk by chunk, in order: in a pool, or here when there is one worker."""
+    workers = params.workers or os.cpu_count() or 1
+    chunk = max(1, min(CHUNK, len(plan.jobs) // (workers * 4)))
+    chunks = [plan.jobs[i : i + chunk] for i in range(0, len(plan.jobs), chunk)]
+    work = functools.partial(_crop_chunk, params=params)
+    if workers == 1:
+        _open_archives(plan.images_path, plan.notes_path)
+        try:
+            yield from map(work, chunks)
+        finally:
+            _close_archives()
+        return
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    )
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # forked workers inherit a single-threaded OpenCV: the pool is the parallelism
+    try:
+        pool = context.Pool(min(workers, len(chunks)), _open_archives, (plan.images_path, plan.notes_path))
+    finally:
+        cv2.setNumThreads(threads)
+    with pool:
+        yield from pool.imap(work, chunks)
+
+
+class _Growing:
+    """A uint8 array that crops are appended to, grown in place of a list of arrays."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...]):
+        self.array, self.size = np.empty((max(capacity, 1), *shape), np.uint8), 0
+
+    def extend(self, images: np.ndarray) -> None:
+        end = self.size + len(images)
+        if end > len(self.array):
+            grown = np.empty((max(end, len(self.array) * 3 // 2), *self.array.shape[1:]), np.uint8)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+        self.array[self.size : end] = images
+        self.size = end
 
 
 def crop_stage(
     raw_dir: Path, params: CropParams, out_path: Path, report_path: Path, preview_path: Path
 ) -> dict:
     """Crop every annotated dog of the raw archives into one array file, with a report and a preview."""
+    plan = plan_jobs(Path(raw_dir))
     skipped: Counter = Counter()
     examples: dict[str, list[str]] = {}
-    images_path, notes_path, n_photos, jobs = plan_jobs(Path(raw_dir), skipped, examples)
-    objects = 0
-    workers = params.workers or os.cpu_count() or 1
-    crops, breeds, ids = [], [], []
-    work = functools.partial(_work, params=params)
-    context = multiprocessing.get_context("fork")
-    notes_arg = str(notes_path) if notes_path else None
-    with context.Pool(workers, _init_worker, (str(images_path), notes_arg)) as pool:
-        results = pool.imap(work, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8) or 1)))
-        for outcome in tqdm(results, total=len(jobs), desc="crop", unit="img", smoothing=0.1):
-            objects += outcome.objects
-            for reason in outcome.skips:
-                skipped[reason] += 1
-                examples.setdefault(reason, [])
-                if len(examples[reason]) < 3:
-                    examples[reason].append(outcome.member)
-            for crop, breed in outcome.crops:
-                crops.append(crop)
-                breeds.append(breed)
-                ids.append(_image_id(outcome.member))
-    if not crops:
-        raise DogganError(f"{images_path}: no usable crops ({dict(skipped)})")
+
+    def skip(reason: str, name: str) -> None:
+        skipped[reason] += 1
+        if len(examples.setdefault(reason, [])) < 3:
+            examples[reason].append(name)
+
+    for reason, name in plan.skips:
+        skip(reason, name)
+    store = _Growing(len(plan.jobs) * 5 // 4, (params.size, params.size, params.channels))
+    breeds, ids, objects = [], [], 0
+    with tqdm(total=len(plan.jobs), desc="crop", unit="img", smoothing=0.1) as bar:
+        for batch in _batches(plan, params):
+            store.extend(batch.images)
+            breeds += batch.breeds
+            ids += batch.ids
+            objects += batch.objects
+            for reason, name in batch.skips:
+                skip(reason, name)
+            bar.update(batch.jobs)
+    if not store.size:
+        raise DogganError(f"{plan.images_path}: no usable crops (skipped: {dict(skipped)})")
+    images = store.array[: store.size]
     names = np.array(sorted(set(breeds)))
     labels = np.searchsorted(names, np.array(breeds)).astype(np.int32)
-    images = np.stack(crops)
     save_crops(out_path, Crops(images, labels, np.array(ids), names))
     report = {
-        "images": n_photos,
+        "images": plan.n_images,
+        "annotations": plan.n_notes,
         "objects": objects,
-        "crops": len(images),
+        "crops": store.size,
         "breeds": len(names),
-        "skipped": sum(skipped.values()),
-        "skipped_by_reason": dict(sorted(skipped.items())),
-        "examples": examples,
+        "skipped_total": sum(skipped.values()),
+        "skipped": dict(sorted(skipped.items())),
+        "examples": dict(sorted(examples.items())),
     }
     write_json(report_path, report)
-    pick = np.random.default_rng(0).permutation(len(images))[: min(len(images), 64)]
-    save_grid(preview_path, images[np.sort(pick)], scale=2)
+    pick = np.sort(np.random.default_rng(0).permutation(store.size)[: params.preview])
+    save_grid(preview_path, images[pick], scale=2)
+    log.info(
+        "crop: %d crops of %d objects in %d photos; skipped %s",
+        store.size,
+        objects,
+        plan.n_images,
+        dict(skipped),
+    )
     return report

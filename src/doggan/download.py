@@ -2,178 +2,232 @@
 
 `all-dogs.zip` holds `all-dogs/<image_id>.jpg`; `Annotation.zip` holds
 `Annotation/<wnid>-<Breed>/<image_id>` (Pascal VOC XML). The folder source writes `images.zip`.
+Kaggle archives are kept in `data.download_dir` between runs and fetched again only when missing
+or damaged; the Kaggle client can be passed in (`api`), which is how the tests stand in for it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 from doggan import kaggle_api
-from doggan.archives import ArchiveError, open_zip, safe_members
-from doggan.crop import IMAGE_SUFFIXES
+from doggan.archives import (
+    ArchiveError,
+    copy_member,
+    is_image_name,
+    is_intact,
+    open_zip,
+    safe_members,
+    write_member,
+)
 from doggan.errors import DogganError
 from doggan.files import atomic_path
 from doggan.params import DataParams
-from doggan.sample import ZIP_DATE, write_sample
+from doggan.sample import write_sample
 
 log = logging.getLogger("doggan")
 RAW_FILES = ("all-dogs.zip", "Annotation.zip", "images.zip")
+COMPETITION_FILES = {"all-dogs.zip": "all-dogs", "Annotation.zip": "Annotation"}
 
 
-def is_intact(path: Path, expected: tuple[str, ...] = ()) -> bool:
-    """True when `path` is a zip holding a member starting with each `expected` prefix, all CRCs good.
+def _has_dir(names: list[str], folder: str) -> bool:
+    return any(folder in PurePosixPath(n).parts[:-1] for n in names)
 
-    The expected members matter: a truncated archive of stored zips can still parse, as a zip
-    found inside it.
-    """
+
+def _holds_competition(names: list[str]) -> bool:
+    """The competition bundle holds its two zips, or (unpacked) their two folders."""
+    files = {PurePosixPath(n).name for n in names}
+    return set(COMPETITION_FILES) <= files or all(_has_dir(names, d) for d in COMPETITION_FILES.values())
+
+
+def _download(call: Callable[[], None], path: Path, what: str, competition: str | None = None) -> Path:
+    """Run one client download that writes `path`, with readable errors and an integrity check."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    log.info("%s into %s", what, path.parent)
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not all(any(n.startswith(p) for n in names) for p in expected):
-                return False
-            return zf.testzip() is None
-    except (OSError, zipfile.BadZipFile, EOFError):
-        return False
-
-
-def _kaggle_archive(download_dir: Path, name: str, expected: tuple[str, ...], fetch_fn) -> Path:
-    """The archive Kaggle serves, downloaded once and re-fetched only when missing or damaged."""
-    path = download_dir / name
-    if path.exists() and is_intact(path, expected):
-        log.info("%s: present and intact, not downloading again", path)
-        return path
-    if path.exists():
-        log.warning("%s: damaged or truncated, downloading again", path)
-        path.unlink()
-    download_dir.mkdir(parents=True, exist_ok=True)
-    fetch_fn()
-    if not is_intact(path, expected):
-        raise DogganError(f"{path}: the download is not a valid zip archive")
+        call()
+    except DogganError:
+        raise
+    except Exception as exc:  # the client raises requests/urllib3 errors of many kinds
+        raise kaggle_api.explain(exc, what, competition) from None
+    if not path.is_file():
+        raise DogganError(f"{what}: the Kaggle client wrote no {path}")
     return path
 
 
-def _copy_member(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile, name: str) -> None:
-    out = zipfile.ZipInfo(name, ZIP_DATE)
-    out.compress_type = zipfile.ZIP_STORED if name.endswith(".jpg") else zipfile.ZIP_DEFLATED
-    out.external_attr = 0o100644 << 16
-    with source.open(info) as src, target.open(out, "w") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+def _place(source: Path, target: Path) -> None:
+    """Hard-link `source` as `target` (no copy of gigabytes), or copy it atomically across devices."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
-def _normalise(archive: Path, raw_dir: Path, images_root: str, notes_root: str) -> dict:
-    """Rewrite an archive holding photos under `images_root` and annotations under `notes_root`."""
+def _count(raw_dir: Path) -> dict:
+    counts = {}
+    for name, key in (
+        ("all-dogs.zip", "images"),
+        ("images.zip", "images"),
+        ("Annotation.zip", "annotations"),
+    ):
+        if (raw_dir / name).exists():
+            with open_zip(raw_dir / name) as zf:
+                counts[key] = sum(not i.is_dir() for i in zf.infolist())
+    return counts
+
+
+def normalise(archive: Path, out_dir: Path, images_dir: str, notes_dir: str) -> dict:
+    """Rewrite photos found below a folder named `images_dir` and annotations below `notes_dir`
+    (in breed folders) as the competition's all-dogs.zip and Annotation.zip in `out_dir`."""
     counts = {"images": 0, "annotations": 0}
     with (
         open_zip(archive) as source,
-        atomic_path(raw_dir / "all-dogs.zip") as images_tmp,
-        atomic_path(raw_dir / "Annotation.zip") as notes_tmp,
+        atomic_path(out_dir / "all-dogs.zip") as images_tmp,
+        atomic_path(out_dir / "Annotation.zip") as notes_tmp,
         zipfile.ZipFile(images_tmp, "w") as images,
         zipfile.ZipFile(notes_tmp, "w") as notes,
     ):
         members, refused = safe_members(source)
         for name, reason in refused.items():
             log.warning("%s: skipped member %s (%s)", archive, name, reason)
-        for info in members:
+        for info in sorted(members, key=lambda i: i.filename):
             path = PurePosixPath(info.filename)
-            if info.filename.startswith(images_root) and path.suffix.lower() in IMAGE_SUFFIXES:
-                _copy_member(source, info, images, f"all-dogs/{path.stem}.jpg")
+            if images_dir in path.parts[:-1] and is_image_name(info.filename):
+                copy_member(source, info, images, f"all-dogs/{path.stem}.jpg")
                 counts["images"] += 1
-            elif info.filename.startswith(notes_root) and len(path.parts) >= 2:
-                _copy_member(source, info, notes, f"Annotation/{path.parent.name}/{path.name}")
+            elif notes_dir in path.parts[:-2] and not path.name.startswith("."):
+                copy_member(source, info, notes, f"Annotation/{path.parent.name}/{path.name}")
                 counts["annotations"] += 1
-    if not counts["images"]:
-        raise ArchiveError(f"{archive}: no photos under {images_root}")
+        if not counts["images"]:
+            raise ArchiveError(f"{archive}: no photos in a folder named {images_dir}")
     return counts
 
 
-def _extract_competition(archive: Path, raw_dir: Path) -> dict:
-    """Take all-dogs.zip and Annotation.zip out of the competition's download."""
-    wanted = {"all-dogs.zip", "Annotation.zip"}
-    with open_zip(archive) as zf:
+def _unpack_competition(bundle: Path, download_dir: Path) -> None:
+    """Take all-dogs.zip and Annotation.zip out of the competition's bundle (or rebuild them)."""
+    with open_zip(bundle) as zf:
         members, _ = safe_members(zf)
         by_name = {PurePosixPath(i.filename).name: i for i in members}
-        found = {name: info for name, info in by_name.items() if name in wanted}
-        missing = wanted - set(found)
-        if missing:
-            raise ArchiveError(f"{archive}: missing {', '.join(sorted(missing))}")
-        for name, info in found.items():
-            with atomic_path(raw_dir / name) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
+        if not set(COMPETITION_FILES) <= set(by_name):
+            normalise(bundle, download_dir, "all-dogs", "Annotation")
+            return
+        for name in COMPETITION_FILES:
+            with (
+                atomic_path(download_dir / name) as tmp,
+                zf.open(by_name[name]) as src,
+                open(tmp, "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst, 1 << 20)
-    return {name: (raw_dir / name).stat().st_size for name in sorted(wanted)}
+
+
+def fetch_competition(competition: str, download_dir: Path, raw_dir: Path, api=None) -> None:
+    """The competition's two archives in `raw_dir`, downloaded only when the kept ones are not intact."""
+    kept = {name: download_dir / name for name in COMPETITION_FILES}
+
+    def intact(name: str) -> bool:
+        return is_intact(kept[name], lambda names: _has_dir(names, COMPETITION_FILES[name]))
+
+    if all(intact(name) for name in kept):
+        log.info("%s: competition archives present and intact, not downloading again", download_dir)
+    else:
+        bundle = download_dir / f"{competition}.zip"
+        if not is_intact(bundle, _holds_competition):
+            api = api or kaggle_api.authenticate()
+            _download(
+                lambda: api.competition_download_files(
+                    competition, path=str(download_dir), force=True, quiet=False
+                ),
+                bundle,
+                f"download of competition {competition}",
+                competition,
+            )
+            if not is_intact(bundle, _holds_competition):
+                raise DogganError(f"{bundle}: the download is not a zip holding all-dogs and Annotation")
+        _unpack_competition(bundle, download_dir)
+        broken = [str(kept[name]) for name in kept if not intact(name)]
+        if broken:
+            raise DogganError(f"{', '.join(broken)}: damaged inside the competition download")
+        bundle.unlink()
+    for name, path in kept.items():
+        _place(path, raw_dir / name)
+
+
+def fetch_dataset(dataset: str, download_dir: Path, raw_dir: Path, api=None) -> None:
+    """Stanford Dogs (`images/Images/...`, `annotations/Annotation/...`) in the competition layout."""
+    bundle = download_dir / f"{dataset.split('/')[-1]}.zip"
+
+    def wanted(names: list[str]) -> bool:
+        return _has_dir(names, "Images") and _has_dir(names, "Annotation")
+
+    if is_intact(bundle, wanted):
+        log.info("%s: present and intact, not downloading again", bundle)
+    else:
+        api = api or kaggle_api.authenticate()
+        _download(
+            lambda: api.dataset_download_files(dataset, path=str(download_dir), force=True, quiet=False),
+            bundle,
+            f"download of dataset {dataset}",
+        )
+        if not is_intact(bundle, wanted):
+            raise DogganError(f"{bundle}: the download is not a zip holding Images and Annotation folders")
+    normalise(bundle, raw_dir, "Images", "Annotation")
 
 
 def _folder_images(folder: Path) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of every image below a folder or inside a zip, in sorted order."""
     if folder.is_file():
         with open_zip(folder) as zf:
-            members, _ = safe_members(zf)
+            members, refused = safe_members(zf)
+            for name, reason in refused.items():
+                log.warning("%s: skipped member %s (%s)", folder, name, reason)
             for info in sorted(members, key=lambda i: i.filename):
-                if PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES:
+                if is_image_name(info.filename):
                     yield info.filename, zf.read(info)
         return
     if not folder.is_dir():
         raise DogganError(f"{folder}: data.folder is neither a folder nor a zip of images")
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path.relative_to(folder).as_posix(), path.read_bytes()
+        name = path.relative_to(folder).as_posix()
+        if is_image_name(name) and path.is_file() and not path.is_symlink():
+            yield name, path.read_bytes()
 
 
-def _write_folder(folder: Path, raw_dir: Path) -> dict:
+def write_folder(folder: Path, raw_dir: Path) -> None:
+    """Gather the images of a folder or zip into `raw_dir/images.zip` as `images/<path with __>`."""
     count = 0
-    with atomic_path(raw_dir / "images.zip") as tmp, zipfile.ZipFile(tmp, "w") as out:
-        for name, data in _folder_images(folder):
-            flat = name.replace("/", "__")
-            info = zipfile.ZipInfo(f"images/{flat}", ZIP_DATE)
-            info.external_attr = 0o100644 << 16
-            out.writestr(info, data)
-            count += 1
-    if not count:
-        (raw_dir / "images.zip").unlink()
-        raise DogganError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return {"images": count}
+    with atomic_path(raw_dir / "images.zip") as tmp:
+        with zipfile.ZipFile(tmp, "w") as out:
+            for name, data in _folder_images(folder):
+                write_member(out, f"images/{name.replace('/', '__')}", data)
+                count += 1
+        if not count:
+            raise DogganError(f"{folder}: no images found in data.folder (looked for image files)")
 
 
 def fetch(params: DataParams, raw_dir: Path, api=None) -> dict:
-    """Write the chosen source into `raw_dir`; `api` replaces the Kaggle client (tests use a fake)."""
+    """Write the chosen source into `raw_dir` (and nothing else); `api` replaces the Kaggle client."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for name in RAW_FILES:
-        (raw_dir / name).unlink(missing_ok=True)
+    for path in raw_dir.iterdir():
+        if path.name in RAW_FILES or any(path.name.startswith(f".{name}.") for name in RAW_FILES):
+            path.unlink()
     download_dir = Path(params.download_dir)
     if params.source == "sample":
-        summary = write_sample(raw_dir, params.sample_images, params.sample_seed)
+        write_sample(raw_dir, params.sample_images, params.sample_seed)
     elif params.source == "folder":
-        summary = _write_folder(Path(params.folder), raw_dir)
+        write_folder(Path(params.folder), raw_dir)
+    elif params.source == "kaggle":
+        fetch_competition(params.competition, download_dir, raw_dir, api)
     else:
-        api = api or kaggle_api.authenticate()
-        if params.source == "kaggle":
-            name, what = f"{params.competition}.zip", f"download of competition {params.competition}"
-            expected = ("all-dogs.zip", "Annotation.zip")
-
-            def get() -> None:
-                api.competition_download_files(params.competition, path=str(download_dir), quiet=False)
-
-        else:
-            name, what = f"{params.dataset.split('/')[-1]}.zip", f"download of dataset {params.dataset}"
-            expected = ("images/Images/", "annotations/Annotation/")
-
-            def get() -> None:
-                api.dataset_download_files(params.dataset, path=str(download_dir), quiet=False, unzip=False)
-
-        try:
-            archive = _kaggle_archive(download_dir, name, expected, get)
-        except DogganError:
-            raise
-        except Exception as exc:  # the client raises requests/urllib3 errors of many kinds
-            competition = params.competition if params.source == "kaggle" else None
-            raise kaggle_api.explain(exc, what, competition) from None
-        if params.source == "kaggle":
-            summary = _extract_competition(archive, raw_dir)
-        else:
-            summary = _normalise(archive, raw_dir, "images/Images/", "annotations/Annotation/")
-    log.info("download (%s): %s", params.source, summary)
+        fetch_dataset(params.dataset, download_dir, raw_dir, api)
+    summary = {"source": params.source, **_count(raw_dir)}
+    log.info("download: %s", summary)
     return summary

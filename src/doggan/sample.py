@@ -1,9 +1,10 @@
 """The embedded sample: a small synthetic Stanford-Dogs-style dataset, made on the spot.
 
 Each photo holds 1-3 cartoon dogs (body, head, ears, legs, tail, eyes and nose; five breeds with
-their own colours and shapes) on a sky-and-ground background with texture, and a Pascal VOC
-annotation with one box per dog. It is written exactly as Kaggle ships the competition data, so
-every later stage runs on it unchanged, offline, and a GAN learns its structure in minutes.
+their own colours and shapes) on varied backgrounds (sky and ground, wall and floor, foliage)
+with noise texture, and a Pascal VOC annotation with one box per dog. It is written exactly as
+Kaggle ships the competition data, so every later stage runs on it unchanged, offline, and a GAN
+learns its structure in minutes.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
+from doggan.archives import write_member
 from doggan.files import atomic_path
-
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 class Breed(NamedTuple):
@@ -48,19 +48,30 @@ def _jitter(rng: np.random.Generator, colour: tuple[int, int, int], amount: int 
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
+def _gradient(rng: np.random.Generator, rows: int, low: int, high: int) -> np.ndarray:
+    top, bottom = rng.integers(low, high, 3), rng.integers(low, high, 3)
+    t = np.linspace(0, 1, rows)[:, None]
+    return top * (1 - t) + bottom * t
+
+
 def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """Sky over ground with a random horizon, colours and noise texture."""
-    horizon = int(height * rng.uniform(0.3, 0.65))
-    sky_top, sky_low = rng.integers(120, 255, 3), rng.integers(150, 255, 3)
-    ground_top, ground_low = rng.integers(30, 160, 3), rng.integers(20, 120, 3)
-    t_sky = np.linspace(0, 1, horizon)[:, None]
-    t_ground = np.linspace(0, 1, height - horizon)[:, None]
-    sky = sky_top * (1 - t_sky) + sky_low * t_sky
-    ground = ground_top * (1 - t_ground) + ground_low * t_ground
-    column = np.concatenate([sky, ground])[:, None, :]
+    """One of three scenes: sky over ground, a wall over a floor, or foliage; with noise texture."""
+    kind = int(rng.integers(3))
+    if kind == 2:  # foliage: a coarse random field blown up, greens and browns
+        coarse = rng.uniform(0.4, 1.0, (max(2, height // 40), max(2, width // 40), 1)) * _jitter(
+            rng, (90, 120, 60), 50
+        )
+        field = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        image = np.asarray(field, np.float64)
+    else:
+        horizon = int(height * rng.uniform(0.3, 0.65))
+        low, high = (120, 255) if kind == 0 else (90, 230)
+        column = np.concatenate(
+            [_gradient(rng, horizon, low, high), _gradient(rng, height - horizon, 20, 160)]
+        )
+        image = np.broadcast_to(column[:, None, :], (height, width, 3))
     noise = rng.normal(0, rng.uniform(2, 14), (height, width, 3))
-    image = np.broadcast_to(column, (height, width, 3)) + noise
-    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(image + noise, 0, 255).astype(np.uint8))
 
 
 def _draw_dog(draw: ImageDraw.ImageDraw, rng: np.random.Generator, dog: Dog) -> None:
@@ -103,9 +114,10 @@ def _draw_dog(draw: ImageDraw.ImageDraw, rng: np.random.Generator, dog: Dog) -> 
 
 
 def _place_dogs(rng: np.random.Generator, width: int, height: int) -> list[Dog]:
+    """1-3 dogs of one breed (as in Stanford Dogs, where a photo's folder names its breed)."""
+    breed = BREEDS[int(rng.integers(len(BREEDS)))]
     dogs = []
     for _ in range(int(rng.choice([1, 1, 2, 3]))):
-        breed = BREEDS[int(rng.integers(len(BREEDS)))]
         side = int(min(width, height) * rng.uniform(0.35, 0.8))
         w = int(side * rng.uniform(0.9, 1.2))
         w, h = min(w, width - 2), min(side, height - 2)
@@ -145,13 +157,6 @@ def make_photo(rng: np.random.Generator) -> tuple[bytes, int, int, list[Dog]]:
     return buffer.getvalue(), width, height, dogs
 
 
-def _add(zf: zipfile.ZipFile, name: str, data: bytes, compress: int) -> None:
-    info = zipfile.ZipInfo(name, ZIP_DATE)
-    info.compress_type = compress
-    info.external_attr = 0o100644 << 16
-    zf.writestr(info, data)
-
-
 def write_sample(raw_dir: str | Path, n_images: int = 300, seed: int = 0) -> dict:
     """Write `all-dogs.zip` and `Annotation.zip` for `n_images` synthetic photos; same seed, same bytes."""
     raw_dir = Path(raw_dir)
@@ -169,8 +174,8 @@ def write_sample(raw_dir: str | Path, n_images: int = 300, seed: int = 0) -> dic
             breed = dogs[0].breed
             counters[breed.wnid] = counters.get(breed.wnid, 0) + 1
             image_id = f"{breed.wnid}_{counters[breed.wnid]}"
-            _add(images, f"all-dogs/{image_id}.jpg", jpeg, zipfile.ZIP_STORED)
+            write_member(images, f"all-dogs/{image_id}.jpg", jpeg, zipfile.ZIP_STORED)
             xml = voc_xml(image_id, width, height, dogs)
-            _add(notes, f"Annotation/{breed.wnid}-{breed.name}/{image_id}", xml, zipfile.ZIP_DEFLATED)
+            write_member(notes, f"Annotation/{breed.wnid}-{breed.name}/{image_id}", xml, zipfile.ZIP_DEFLATED)
             n_dogs += len(dogs)
     return {"images": n_images, "objects": n_dogs, "breeds": len(counters)}
