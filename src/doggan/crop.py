@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
+import mmap
 import multiprocessing
 import os
 import posixpath
@@ -45,18 +47,30 @@ class Crops(NamedTuple):
 
 
 def save_crops(path: str | Path, crops: Crops) -> None:
-    """Write crops as one .npz file, atomically."""
+    """Write crops as one .npz file (what np.savez writes), atomically.
+
+    `crops.images` may also be a list of (k, S, S, C) segments, written one after the other as one
+    array, so crops held in several buffers never need joining in memory first.
+    """
+    segments = crops.images if isinstance(crops.images, list) else [crops.images]
+    shape = (sum(len(s) for s in segments), *segments[0].shape[1:])
     arrays = {
-        "images": np.ascontiguousarray(crops.images),
-        "labels": np.ascontiguousarray(crops.labels, np.int32),
-        "ids": np.asarray(crops.ids, dtype=str),
-        "breeds": np.asarray(crops.breeds, dtype=str),
+        "images": [np.ascontiguousarray(s, np.uint8) for s in segments],
+        "labels": [np.ascontiguousarray(crops.labels, np.int32)],
+        "ids": [np.asarray(crops.ids, dtype=str)],
+        "breeds": [np.asarray(crops.breeds, dtype=str)],
     }
     with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w") as zf:
-        for name, array in arrays.items():  # as np.savez writes them, without its copy of each array
+        for name, parts in arrays.items():
+            header = {
+                "descr": np.lib.format.dtype_to_descr(parts[0].dtype),
+                "fortran_order": False,
+                "shape": shape if name == "images" else parts[0].shape,
+            }
             with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_2_0(member, np.lib.format.header_data_from_array_1_0(array))
-                member.write(memoryview(array).cast("B"))
+                np.lib.format.write_array_header_2_0(member, header)
+                for part in parts:
+                    member.write(memoryview(part).cast("B"))
 
 
 def load_crops(path: str | Path) -> Crops:
@@ -108,10 +122,12 @@ class Job(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """What a worker sends back for a chunk of jobs."""
+    """What a worker sends back for a chunk of jobs: its crops stay in the shared arena."""
 
     jobs: int
-    images: np.ndarray  # (k, S, S, C) uint8
+    start: int  # the chunk's first slot in the arena
+    in_arena: int  # crops written to the arena from `start` on
+    overflow: np.ndarray  # (k, S, S, C) uint8: crops beyond the chunk's room in the arena
     breeds: list[str]
     ids: list[str]
     objects: int
@@ -285,33 +301,57 @@ def crop_image(data: bytes, boxes: list[Box] | None, params: CropParams) -> tupl
     return crops, skips
 
 
-_archives: dict[str, zipfile.ZipFile] = {}
+SLOTS_PER_PHOTO = 2  # arena room per photo: Stanford Dogs has 22,125 dogs in 20,579 photos
+_worker: dict = {}  # per process: the open archives and the arena
 
 
 def _open_archives(images_path: Path, notes_path: Path | None) -> None:
     """Open the archives that `_crop_chunk` reads, once per process."""
-    _archives["images"] = zipfile.ZipFile(images_path)
+    _worker["images"] = zipfile.ZipFile(images_path)
     if notes_path is not None:
-        _archives["notes"] = zipfile.ZipFile(notes_path)
+        _worker["notes"] = zipfile.ZipFile(notes_path)
 
 
 def _close_archives() -> None:
-    for zf in _archives.values():
-        zf.close()
-    _archives.clear()
+    for key in ("images", "notes"):
+        if key in _worker:
+            _worker.pop(key).close()
+
+
+def make_arena(n_jobs: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Shared memory (inherited by forked workers) with room for SLOTS_PER_PHOTO crops per photo.
+
+    Workers write their crops straight into it, so crops never travel through pipes; pages are only
+    allocated as crops arrive. None when its size would exceed half the machine's memory.
+    """
+    nbytes = n_jobs * SLOTS_PER_PHOTO * math.prod(shape)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not nbytes or nbytes > memory // 2:
+        return None
+    return np.frombuffer(mmap.mmap(-1, nbytes), np.uint8).reshape(n_jobs * SLOTS_PER_PHOTO, *shape)
 
 
 UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
-def _crop_chunk(jobs: list[Job], params: CropParams) -> Batch:
-    """Parse the annotations and crop the photos of a chunk of jobs (in a worker)."""
-    images, breeds, ids, skips, objects = [], [], [], [], 0
+def _crop_chunk(task: tuple[int, list[Job]], params: CropParams) -> Batch:
+    """Parse the annotations and crop the photos of a chunk of jobs (in a worker).
+
+    Crops fill the chunk's slots of the arena, `SLOTS_PER_PHOTO` per job from slot `start`; any
+    beyond that room (or all, without an arena) come back in `overflow`.
+    """
+    start, jobs = task
+    arena = _worker.get("arena")
+    room = len(jobs) * SLOTS_PER_PHOTO if arena is not None else 0
+    written, overflow, breeds, ids, skips, objects = 0, [], [], [], [], 0
     for job in jobs:
         boxes = None
         if job.note is not None:
             try:
-                boxes = parse(_archives["notes"].read(job.note))
+                boxes = parse(_worker["notes"].read(job.note))
             except AnnotationError as exc:
                 skips.append((exc.reason, job.note))
                 continue
@@ -323,7 +363,7 @@ def _crop_chunk(jobs: list[Job], params: CropParams) -> Batch:
                 continue
         objects += len(boxes) if boxes is not None else 1
         try:
-            crops, reasons = crop_image(_archives["images"].read(job.member), boxes, params)
+            crops, reasons = crop_image(_worker["images"].read(job.member), boxes, params)
         except ImageError as exc:
             skips.append((exc.reason, job.member))
             continue
@@ -332,12 +372,16 @@ def _crop_chunk(jobs: list[Job], params: CropParams) -> Batch:
             continue
         skips.extend((reason, job.note or job.member) for reason in reasons)
         for crop, breed in crops:
-            images.append(crop)
+            if written < room:
+                arena[start + written] = crop
+                written += 1
+            else:
+                overflow.append(crop)
             breeds.append(breed)
             ids.append(job.image_id)
     shape = (0, params.size, params.size, params.channels)
-    stacked = np.stack(images) if images else np.empty(shape, np.uint8)
-    return Batch(len(jobs), stacked, breeds, ids, objects, skips)
+    extra = np.stack(overflow) if overflow else np.empty(shape, np.uint8)
+    return Batch(len(jobs), start, written, extra, breeds, ids, objects, skips)
 
 
 def plan_jobs(raw_dir: Path) -> Plan:
@@ -391,46 +435,33 @@ def plan_jobs(raw_dir: Path) -> Plan:
     return Plan(images_path, notes_path, jobs, len(photos), len(notes), skips)
 
 
-def _batches(plan: Plan, params: CropParams) -> Iterator[Batch]:
+def _batches(plan: Plan, params: CropParams, arena: np.ndarray | None) -> Iterator[Batch]:
     """Crop the plan's jobs chunk by chunk, in order: in a pool, or here when there is one worker."""
     workers = params.workers or os.cpu_count() or 1
     chunk = max(1, min(CHUNK, len(plan.jobs) // (workers * 4)))
-    chunks = [plan.jobs[i : i + chunk] for i in range(0, len(plan.jobs), chunk)]
+    tasks = [(i * SLOTS_PER_PHOTO, plan.jobs[i : i + chunk]) for i in range(0, len(plan.jobs), chunk)]
     work = functools.partial(_crop_chunk, params=params)
-    if workers == 1:
-        _open_archives(plan.images_path, plan.notes_path)
-        try:
-            yield from map(work, chunks)
-        finally:
-            _close_archives()
-        return
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    )
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # forked workers inherit a single-threaded OpenCV: the pool is the parallelism
+    forking = "fork" in multiprocessing.get_all_start_methods()
+    _worker["arena"] = arena if workers == 1 or forking else None
     try:
-        pool = context.Pool(min(workers, len(chunks)), _open_archives, (plan.images_path, plan.notes_path))
+        if workers == 1:
+            _open_archives(plan.images_path, plan.notes_path)
+            try:
+                yield from map(work, tasks)
+            finally:
+                _close_archives()
+            return
+        context = multiprocessing.get_context("fork" if forking else None)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # forked workers inherit a single-threaded OpenCV: the pool is the parallelism
+        try:
+            pool = context.Pool(min(workers, len(tasks)), _open_archives, (plan.images_path, plan.notes_path))
+        finally:
+            cv2.setNumThreads(threads)
+        with pool:
+            yield from pool.imap(work, tasks)
     finally:
-        cv2.setNumThreads(threads)
-    with pool:
-        yield from pool.imap(work, chunks)
-
-
-class _Growing:
-    """A uint8 array that crops are appended to, grown in place of a list of arrays."""
-
-    def __init__(self, capacity: int, shape: tuple[int, ...]):
-        self.array, self.size = np.empty((max(capacity, 1), *shape), np.uint8), 0
-
-    def extend(self, images: np.ndarray) -> None:
-        end = self.size + len(images)
-        if end > len(self.array):
-            grown = np.empty((max(end, len(self.array) * 3 // 2), *self.array.shape[1:]), np.uint8)
-            grown[: self.size] = self.array[: self.size]
-            self.array = grown
-        self.array[self.size : end] = images
-        self.size = end
+        _worker.pop("arena", None)
 
 
 def crop_stage(
@@ -448,39 +479,49 @@ def crop_stage(
 
     for reason, name in plan.skips:
         skip(reason, name)
-    store = _Growing(len(plan.jobs) * 5 // 4, (params.size, params.size, params.channels))
-    breeds, ids, objects = [], [], 0
+    shape = (params.size, params.size, params.channels)
+    arena = make_arena(len(plan.jobs), shape)
+    segments, breeds, ids, objects = [], [], [], 0
     with tqdm(total=len(plan.jobs), desc="crop", unit="img", smoothing=0.1) as bar:
-        for batch in _batches(plan, params):
-            store.extend(batch.images)
+        for batch in _batches(plan, params, arena):
+            if batch.in_arena:
+                segments.append(arena[batch.start : batch.start + batch.in_arena])
+            if len(batch.overflow):
+                segments.append(batch.overflow)
             breeds += batch.breeds
             ids += batch.ids
             objects += batch.objects
             for reason, name in batch.skips:
                 skip(reason, name)
             bar.update(batch.jobs)
-    if not store.size:
+    if not segments:
         raise DogganError(f"{plan.images_path}: no usable crops (skipped: {dict(skipped)})")
-    images = store.array[: store.size]
     names = np.array(sorted(set(breeds)))
     labels = np.searchsorted(names, np.array(breeds)).astype(np.int32)
-    save_crops(out_path, Crops(images, labels, np.array(ids), names))
+    save_crops(out_path, Crops(segments, labels, np.array(ids), names))
     report = {
         "images": plan.n_images,
         "annotations": plan.n_notes,
         "objects": objects,
-        "crops": store.size,
+        "crops": len(breeds),
         "breeds": len(names),
         "skipped_total": sum(skipped.values()),
         "skipped": dict(sorted(skipped.items())),
         "examples": dict(sorted(examples.items())),
     }
     write_json(report_path, report)
-    pick = np.sort(np.random.default_rng(0).permutation(store.size)[: params.preview])
-    save_grid(preview_path, images[pick], scale=2)
+    ends = np.cumsum([len(segment) for segment in segments])
+    pick = np.sort(np.random.default_rng(0).permutation(len(breeds))[: params.preview])
+    which = np.searchsorted(ends, pick, side="right")
+    starts = ends - [len(segment) for segment in segments]
+    save_grid(
+        preview_path,
+        np.stack([segments[w][i - starts[w]] for w, i in zip(which, pick, strict=True)]),
+        scale=2,
+    )
     log.info(
         "crop: %d crops of %d objects in %d photos; skipped %s",
-        store.size,
+        len(breeds),
         objects,
         plan.n_images,
         dict(skipped),
