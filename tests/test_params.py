@@ -1,9 +1,10 @@
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
-from doggan import params
+from doggan import params, presets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +65,50 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_folder_source_needs_a_folder():
     with pytest.raises(params.ParamsError, match="data.folder"):
         params.parse({"data": {"source": "folder"}})
+
+
+def test_a_preset_overrides_params_in_every_section_it_names():
+    p = params.parse({"train": {"preset": "dcgan-mnist", "lr_d": 0.5, "epochs": 3}, "crop": {"size": 64}})
+    assert (p.data.source, p.crop.size, p.crop.channels, p.augment.flip) == ("mnist", 28, 1, False)
+    assert (p.train.optimizer, p.train.lr_d, p.train.clipvalue, p.train.noise) == (
+        "rmsprop",
+        8e-4,
+        1.0,
+        "uniform",
+    )
+    assert p.train.epochs == 3 and p.submission.resize
+    built = params.Params(train=params.TrainParams(preset="biggan-dogs", epochs=2))
+    assert built.train.conditional and built.train.loss == "hinge" and built.train.epochs == 2
+    assert built.submission.truncation == 0.8
+    assert params.parse({}).train == params.TrainParams()
+
+
+def test_unknown_preset_is_refused_with_the_allowed_names():
+    with pytest.raises(params.ParamsError) as err:
+        params.parse({"train": {"preset": "wgan-gp"}})
+    message = str(err.value)
+    assert "train.preset" in message
+    for name in presets.PRESETS:
+        assert repr(name) in message
+
+
+def test_every_preset_is_a_valid_name_and_documented_in_params_yaml():
+    assert set(typing.get_args(presets.PresetName)) == set(presets.PRESETS)
+    line = next(x for x in (ROOT / "params.yaml").read_text().splitlines() if x.startswith("  preset:"))
+    for name in presets.PRESETS:
+        assert name in line
+        p = params.parse({"train": {"preset": name}, "data": {"folder": "faces/"}})
+        for section, values in presets.PRESETS[name].values.items():
+            for key, value in values.items():
+                assert getattr(getattr(p, section), key) == value, f"{name}: {section}.{key}"
+
+
+def test_the_faces_preset_needs_a_folder_of_photos():
+    with pytest.raises(params.ParamsError, match="data.folder.*dcgan-faces"):
+        params.parse({"train": {"preset": "dcgan-faces"}})
+
+
+def test_the_replay_buffer_must_hold_a_batch():
+    with pytest.raises(params.ParamsError, match="replay_size"):
+        params.parse({"train": {"batch_size": 16, "replay_size": 8}})
+    assert params.parse({"train": {"batch_size": 16, "replay_size": 16}}).train.replay_size == 16

@@ -6,6 +6,20 @@ import keras
 from keras import layers, ops
 
 
+def initializer(stddev: float, truncated: bool = False) -> keras.initializers.Initializer:
+    """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform."""
+    if not stddev:
+        return keras.initializers.GlorotUniform()
+    if truncated:
+        return keras.initializers.TruncatedNormal(stddev=stddev)
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+def maybe_dropout(x, rate: float):
+    """Dropout at `rate` (active only when the model is called with training=True), or nothing at 0."""
+    return layers.Dropout(rate)(x) if rate else x
+
+
 def upsampling_plan(size: int) -> tuple[int, int]:
     """(start side, number of 2× upsamplings) so that start · 2**n == size with a start of 3-7."""
     start, n = size, 0
@@ -50,15 +64,23 @@ class ConditionalBatchNorm(layers.Layer):
 
 
 def make_generator(
-    z_dim: int, image_shape: tuple[int, int, int], filters: int = 256, n_classes: int = 0
+    z_dim: int,
+    image_shape: tuple[int, int, int],
+    filters: int = 256,
+    n_classes: int = 0,
+    dropout: float = 0.0,
+    init_stddev: float = 0.02,
+    use_bias: bool = True,
 ) -> keras.Model:
     """Dense to a small map, transposed convolutions with batch norm and ReLU, tanh out.
 
-    With `n_classes` the model takes [z, label] and its batch norms are class-conditional.
+    With `n_classes` the model takes [z, label] and its batch norms are class-conditional. `dropout`
+    follows each hidden block; layers before a batch norm never have a bias, the output layer has one
+    when `use_bias`.
     """
     side, channels = image_shape[0], image_shape[2]
     start, n_up = upsampling_plan(side)
-    init = keras.initializers.RandomNormal(stddev=0.02)
+    init = initializer(init_stddev)
     z = keras.Input((z_dim,), name="z")
     label = keras.Input((), dtype="int32", name="label") if n_classes else None
 
@@ -69,26 +91,35 @@ def make_generator(
 
     x = layers.Dense(start * start * filters, use_bias=False, kernel_initializer=init)(z)
     x = layers.Reshape((start, start, filters))(x)
-    x = layers.ReLU()(norm(x))
+    x = maybe_dropout(layers.ReLU()(norm(x)), dropout)
     for i in range(n_up - 1):
         width = max(filters // 2 ** (i + 1), 16)
         x = layers.Conv2DTranspose(
             width, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init
         )(x)
-        x = layers.ReLU()(norm(x))
-    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", kernel_initializer=init)(x)
+        x = maybe_dropout(layers.ReLU()(norm(x)), dropout)
+    x = layers.Conv2DTranspose(
+        channels, 4, strides=2, padding="same", use_bias=use_bias, kernel_initializer=init
+    )(x)
     out = layers.Activation("tanh", dtype="float32", name="image")(x)
     return keras.Model([z, label] if n_classes else z, out, name="generator")
 
 
 def make_discriminator(
-    image_shape: tuple[int, int, int], filters: int = 64, spectral_norm: bool = True, n_classes: int = 0
+    image_shape: tuple[int, int, int],
+    filters: int = 64,
+    spectral_norm: bool = True,
+    n_classes: int = 0,
+    dropout: float = 0.0,
+    init_stddev: float = 0.02,
+    use_bias: bool = True,
 ) -> keras.Model:
     """Strided convolutions with LeakyReLU (spectrally normalized when asked), one logit out.
 
     With `n_classes` the model takes [image, label] and adds a projection term: embed(label) · features.
+    `dropout` follows each convolution block.
     """
-    init = keras.initializers.RandomNormal(stddev=0.02)
+    init = initializer(init_stddev)
 
     def sn(layer):
         return layers.SpectralNormalization(layer) if spectral_norm else layer
@@ -96,11 +127,11 @@ def make_discriminator(
     image = keras.Input(image_shape, name="image")
     x, side, width = image, image_shape[0], filters
     while side > 7 or side == image_shape[0]:
-        x = sn(layers.Conv2D(width, 4, strides=2, padding="same", kernel_initializer=init))(x)
-        x = layers.LeakyReLU(0.2)(x)
+        conv = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=use_bias, kernel_initializer=init)
+        x = maybe_dropout(layers.LeakyReLU(0.2)(sn(conv)(x)), dropout)
         side, width = (side + 1) // 2, min(width * 2, filters * 8)
     features = layers.Flatten()(x)
-    logit = sn(layers.Dense(1, kernel_initializer=init))(features)
+    logit = sn(layers.Dense(1, use_bias=use_bias, kernel_initializer=init))(features)
     inputs = image
     if n_classes:
         label = keras.Input((), dtype="int32", name="label")

@@ -6,6 +6,7 @@ load time with the key's dotted name and what was expected.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from doggan import presets
 from doggan.errors import DogganError
 
+log = logging.getLogger("doggan")
 Interpolation = Literal["area", "nearest", "linear", "cubic", "lanczos"]
 Range = Annotated[tuple[float, float], Field(strict=False)]
 
@@ -33,8 +36,9 @@ def _ordered(name: str, value: tuple[float, float]) -> None:
 
 
 class DataParams(Section):
-    source: Literal["sample", "kaggle", "stanford", "folder"] = "sample"
+    source: Literal["sample", "kaggle", "stanford", "folder", "mnist", "cifar10"] = "sample"
     sample_images: int = Field(300, ge=8, le=100_000)
+    max_images: int = Field(0, ge=0)
     sample_seed: int = 0
     competition: str = "generative-dog-images"
     dataset: str = "jessicali9530/stanford-dogs-dataset"
@@ -44,7 +48,10 @@ class DataParams(Section):
     @model_validator(mode="after")
     def _folder_needs_path(self) -> DataParams:
         if self.source == "folder" and not self.folder:
-            raise ValueError("data.source 'folder' needs data.folder (a folder or zip of images)")
+            raise ValueError(
+                "data.source 'folder' needs data.folder (a folder or zip of images); "
+                "presets that train on photos of your own, such as dcgan-faces, set data.source to folder"
+            )
         return self
 
 
@@ -72,11 +79,21 @@ class AugmentParams(Section):
 
 
 class TrainParams(Section):
+    """Training knobs. `preset` names a recipe whose values `Params` lays over these (doggan.presets)."""
+
+    preset: presets.PresetName = "default"
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
+    noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(128, ge=8)
     d_filters: int = Field(32, ge=8)
+    g_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    d_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    init_stddev: float = Field(0.02, ge=0.0)
+    use_bias: bool = True
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    clipvalue: float = Field(0.0, ge=0.0)
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
     beta_1: float = Field(0.5, ge=0.0, lt=1.0)
@@ -103,11 +120,20 @@ class TrainParams(Section):
     keep_best: bool = False
     instance_noise: float = Field(0.0, ge=0.0)
     instance_noise_epochs: int = Field(0, ge=0)
+    replay_size: int = Field(0, ge=0)
+    replay_every: int = Field(1, ge=1)
+    balance_d: float = Field(0.0, ge=0.0)
+    balance_g: float = Field(0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _ranges(self) -> TrainParams:
         _ordered("train.real_label_range", self.real_label_range)
         _ordered("train.fake_label_range", self.fake_label_range)
+        if self.replay_size and self.replay_size < self.batch_size:
+            raise ValueError(
+                f"train.replay_size ({self.replay_size}) must hold at least one batch "
+                f"(train.batch_size {self.batch_size}), or be 0 (off)"
+            )
         return self
 
 
@@ -126,6 +152,7 @@ class SubmissionParams(Section):
     seed: int = 0
     batch_size: int = Field(500, ge=1)
     truncation: float = Field(0.0, ge=0.0)
+    resize: bool = False
     workers: int = Field(0, ge=0)
     competition: str = "generative-dog-images"
 
@@ -137,6 +164,24 @@ class Params(Section):
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     submission: SubmissionParams = SubmissionParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        """Lay the values of `train.preset` over the sections before they are validated (the preset wins)."""
+        if not isinstance(data, dict):
+            return data
+        train = data.get("train")
+        train = train.model_dump() if isinstance(train, BaseModel) else train
+        name = train.get("preset", "default") if isinstance(train, dict) else "default"
+        fixed = presets.values(name) if isinstance(name, str) else {}
+        merged = dict(data)
+        for section, values in fixed.items():
+            current = merged.get(section) or {}
+            current = current.model_dump() if isinstance(current, BaseModel) else current
+            if isinstance(current, dict):
+                merged[section] = {**current, **values}
+        return merged
 
 
 def _describe(error: dict) -> str:
@@ -169,4 +214,9 @@ def load(path: str | Path = "params.yaml") -> Params:
         raw = YAML(typ="safe").load(path.read_text())
     except YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse(raw, str(path))
+    params = parse(raw, str(path))
+    fixed = presets.values(params.train.preset)
+    if fixed:
+        keys = ", ".join(f"{section}.{key}" for section, values in fixed.items() for key in values)
+        log.info("preset %s fixes %s", params.train.preset, keys)
+    return params

@@ -195,6 +195,16 @@ def encode_pngs(batch: np.ndarray) -> list[bytes]:
     return out
 
 
+def to_kaggle_shape(batch: np.ndarray) -> np.ndarray:
+    """Uint8 images of any size, gray or RGB, as 64×64 RGB: resized whole with Lanczos (as the real
+    photos are for scoring), gray channels repeated."""
+    out = np.empty((len(batch), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    for i, image in enumerate(batch):
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
+        out[i] = np.asarray(pil.resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS))
+    return out
+
+
 def _entry(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, FIXED_DATE)
     info.external_attr = 0o644 << 16
@@ -245,10 +255,21 @@ def submission_stage(model_dir: Path, params: SubmissionParams, zip_path: Path, 
         gen = load_generator(model_dir)
     except FileNotFoundError as exc:
         raise DogganError(str(exc)) from None
-    if tuple(gen.image_shape) != (IMAGE_SIZE, IMAGE_SIZE, 3):
+    resize = tuple(gen.image_shape) != (IMAGE_SIZE, IMAGE_SIZE, 3)
+    if resize and not params.resize:
         raise DogganError(
             f"{Path(model_dir) / 'generator.json'}: the generator makes {gen.image_shape} images; "
-            f"Kaggle needs {IMAGE_SIZE}×{IMAGE_SIZE}×3 (set crop.size: 64 and crop.channels: 3)"
+            f"Kaggle needs {IMAGE_SIZE}×{IMAGE_SIZE}×3 (set crop.size: 64 and crop.channels: 3, or "
+            "submission.resize: true to upsize them for scoring)"
+        )
+    if resize:
+        log.warning(
+            "submission.resize: %s images upsized to %d×%d RGB; %s can be scored, but it is not a dog "
+            "submission",
+            "×".join(map(str, gen.image_shape)),
+            IMAGE_SIZE,
+            IMAGE_SIZE,
+            zip_path,
         )
     if params.n_images != N_IMAGES:
         log.warning(
@@ -264,6 +285,7 @@ def submission_stage(model_dir: Path, params: SubmissionParams, zip_path: Path, 
     def batches():
         shown = 0
         for batch in generate(gen, params.n_images, params.seed, params.batch_size, params.truncation):
+            batch = to_kaggle_shape(batch) if resize else batch
             if shown < PREVIEW_IMAGES:
                 preview.append(batch[: PREVIEW_IMAGES - shown])
                 shown += len(preview[-1])

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from doggan import losses, networks
+from doggan import classic_networks, losses
 from doggan.crop import load_crops
 from doggan.data_provider import load_policy, make_dataset
 from doggan.errors import DogganError
@@ -59,7 +59,10 @@ def step_inputs(
     """The noise and the smoothed, flipped D targets of one global step, from stateless seeds."""
     seed = tf.stack([tf.constant(params.seed, tf.int64), tf.cast(step, tf.int64)])
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    z = tf.random.stateless_normal([batch_size, z_dim], seeds[0])
+    if params.noise == "uniform":
+        z = tf.random.stateless_uniform([batch_size, z_dim], seeds[0], minval=-1.0, maxval=1.0)
+    else:
+        z = tf.random.stateless_normal([batch_size, z_dim], seeds[0])
     uniform = tf.random.stateless_uniform([2, batch_size], seeds[1])
     flip = tf.random.stateless_uniform([2, batch_size], seeds[2]) < params.label_noise
     real_t, fake_t = losses.smoothed_targets(uniform, flip, params.real_label_range, params.fake_label_range)
@@ -109,6 +112,37 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @dataclass
+class Replay:
+    """Experience replay: a fixed-size ring of past fakes (and their labels) on each replica.
+
+    The variables are replica-local (synchronized on read, first replica's value outside a replica) and
+    never grow: each step overwrites the oldest entries in place, inside the compiled step.
+    """
+
+    images: tf.Variable
+    labels: tf.Variable
+    count: tf.Variable
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+
+def make_replay(size: int, image_shape) -> Replay:
+    """The replay variables; call inside the strategy scope."""
+    local = dict(
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+    return Replay(
+        tf.Variable(tf.zeros((size, *image_shape)), name="replay_images", **local),
+        tf.Variable(tf.zeros((size,), tf.int32), name="replay_labels", **local),
+        tf.Variable(tf.constant(0, tf.int64), name="replay_count", **local),
+    )
+
+
+@dataclass
 class GAN:
     """Everything a training run updates and checkpoints."""
 
@@ -120,10 +154,17 @@ class GAN:
     step: tf.Variable
     lr_scale: tf.Variable
     n_classes: int = 0
+    replay: Replay | None = None
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """Models, optimizers, step, learning-rate scale and EMA weights in one checkpoint."""
+        """Models, optimizers, step, learning-rate scale, EMA weights and replay buffer in one checkpoint."""
         extra = {"ema": self.ema} if self.ema is not None else {}
+        if self.replay is not None:
+            extra.update(
+                replay_images=self.replay.images,
+                replay_labels=self.replay.labels,
+                replay_count=self.replay.count,
+            )
         return tf.train.Checkpoint(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -139,26 +180,32 @@ def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int
     """Models and optimizers; call inside the strategy scope (optimizers are built here, not lazily).
 
     `n_classes` > 0 builds the class-conditional pair (conditional batch norm in G, projection in D).
+    The networks are those of `params.preset` (doggan.classic_networks).
     """
     keras.utils.set_random_seed(params.seed)
-    g = networks.make_generator(params.z_dim, image_shape, params.g_filters, n_classes)
-    d = networks.make_discriminator(image_shape, params.d_filters, params.spectral_norm, n_classes)
+    g = classic_networks.make_generator(params, image_shape, n_classes)
+    d = classic_networks.make_discriminator(params, image_shape, n_classes)
     lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
 
-    def adam(base: float, steps: int):
+    def optimizer(base: float, steps: int):
         schedule = ScaledSchedule(base, params.lr_schedule, steps, lr_scale)
-        opt = keras.optimizers.Adam(schedule, beta_1=params.beta_1, beta_2=params.beta_2)
+        clip = {"clipvalue": params.clipvalue} if params.clipvalue else {}
+        if params.optimizer == "rmsprop":
+            opt = keras.optimizers.RMSprop(schedule, **clip)
+        else:
+            opt = keras.optimizers.Adam(schedule, beta_1=params.beta_1, beta_2=params.beta_2, **clip)
         return keras.optimizers.LossScaleOptimizer(opt) if params.mixed_precision else opt
 
-    g_opt, d_opt = adam(params.lr_g, total_steps // params.n_critic), adam(params.lr_d, total_steps)
+    g_opt, d_opt = optimizer(params.lr_g, total_steps // params.n_critic), optimizer(params.lr_d, total_steps)
     g_opt.build(g.trainable_variables)
     d_opt.build(d.trainable_variables)
     ema = None
     if params.ema_decay > 0:
-        ema = networks.make_generator(params.z_dim, image_shape, params.g_filters, n_classes)
+        ema = classic_networks.make_generator(params, image_shape, n_classes)
         ema.set_weights(g.get_weights())
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes)
+    replay = make_replay(params.replay_size, image_shape) if params.replay_size else None
+    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay)
 
 
 def current_rate(opt: keras.optimizers.Optimizer) -> float:
@@ -166,33 +213,74 @@ def current_rate(opt: keras.optimizers.Optimizer) -> float:
     return float(keras.ops.convert_to_numpy(opt.learning_rate))
 
 
-def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: int):
+REPLAY_SEED_TAG = 7919  # folded into (seed, step) so replay draws differ from the step's other draws
+
+
+def replayed(gan: GAN, params: TrainParams, n: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`n` past fakes and their labels, uniformly from this replica's buffer, seeded by step and replica."""
+    replay = gan.replay
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    seed = tf.stack([tf.constant(params.seed, tf.int64), tf.cast(gan.step, tf.int64)])
+    seed = tf.random.experimental.stateless_fold_in(seed, REPLAY_SEED_TAG)
+    seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+    filled = tf.cast(tf.clip_by_value(replay.count, 1, replay.size), tf.int32)
+    index = tf.random.stateless_uniform([n], seed, minval=0, maxval=filled, dtype=tf.int32)
+    return tf.gather(replay.images, index), tf.gather(replay.labels, index)
+
+
+def remember(replay: Replay, fakes: tf.Tensor, labels: tf.Tensor) -> None:
+    """Write this replica's fakes over the oldest entries of its ring buffer (the buffer never grows)."""
+    n = tf.shape(fakes)[0]
+    index = tf.cast((replay.count + tf.range(n, dtype=tf.int64)) % replay.size, tf.int32)[:, None]
+    replay.images.assign(tf.tensor_scatter_nd_update(replay.images, index, tf.cast(fakes, tf.float32)))
+    replay.labels.assign(tf.tensor_scatter_nd_update(replay.labels, index, tf.cast(labels, tf.int32)))
+    replay.count.assign_add(tf.cast(n, tf.int64))
+
+
+def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: int, replay: bool = False):
     """One replica's share: D called once on real and fake together, losses averaged over the global batch.
 
+    With `replay`, the same D call also scores a batch of past fakes from the replay buffer, and D's
+    gradient gets a second loss with those standing in for the fresh fakes. When the run keeps a replay
+    buffer, this step's fakes are then written into it.
     Returns (D gradients, G gradients, [d_loss, g_loss, mean D(x), mean D(G(z))] as this replica's share).
     """
     real, labels = inputs["images"], inputs["labels"]
     n = tf.shape(real)[0]
     g_inputs = [inputs["z"], labels] if gan.n_classes else inputs["z"]
     with tf.GradientTape(persistent=True) as tape:
-        both = tf.concat([real, tf.cast(gan.generator(g_inputs, training=True), real.dtype)], 0)
+        fake = tf.cast(gan.generator(g_inputs, training=True), real.dtype)
+        parts, part_labels = [real, fake], [labels, labels]
+        if replay:
+            old, old_labels = replayed(gan, params, n)
+            parts.append(tf.cast(old, real.dtype))
+            part_labels.append(old_labels)
+        both = tf.concat(parts, 0)
         if "sigma" in inputs:
-            sigma = tf.concat([inputs["sigma"], inputs["sigma"]], 0)[:, None, None, None]
+            sigma = tf.concat([inputs["sigma"]] * len(parts), 0)[:, None, None, None]
             both += tf.random.normal(tf.shape(both), dtype=both.dtype) * tf.cast(sigma, both.dtype)
-        d_inputs = [both, tf.concat([labels, labels], 0)] if gan.n_classes else both
+        d_inputs = [both, tf.concat(part_labels, 0)] if gan.n_classes else both
         logits = gan.discriminator(d_inputs, training=True)
         logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
-        real_logits, fake_logits = logits[:n], logits[n:]
+        real_logits, fake_logits = logits[:n], logits[n : 2 * n]
         d_each = losses.discriminator_loss(
             params.loss, real_logits, fake_logits, inputs["real_t"], inputs["fake_t"]
         )
         g_each = losses.generator_loss(params.loss, real_logits, fake_logits)
         d_loss = tf.nn.compute_average_loss(d_each, global_batch_size=global_batch)
         g_loss = tf.nn.compute_average_loss(g_each, global_batch_size=global_batch)
-        d_scaled = gan.d_opt.scale_loss(d_loss) if params.mixed_precision else d_loss
+        d_total = d_loss
+        if replay:
+            replay_each = losses.discriminator_loss(
+                params.loss, real_logits, logits[2 * n :], inputs["real_t"], inputs["fake_t"]
+            )
+            d_total += tf.nn.compute_average_loss(replay_each, global_batch_size=global_batch)
+        d_scaled = gan.d_opt.scale_loss(d_total) if params.mixed_precision else d_total
         g_scaled = gan.g_opt.scale_loss(g_loss) if params.mixed_precision else g_loss
     d_grads = tape.gradient(d_scaled, gan.discriminator.trainable_variables)
     g_grads = tape.gradient(g_scaled, gan.generator.trainable_variables)
+    if gan.replay is not None:
+        remember(gan.replay, tf.stop_gradient(fake), labels)
     stats = tf.stack(
         [
             d_loss,
@@ -204,16 +292,64 @@ def losses_and_grads(gan: GAN, params: TrainParams, inputs: dict, global_batch: 
     return d_grads, g_grads, stats
 
 
-def make_train_step(strategy: tf.distribute.Strategy, gan: GAN, params: TrainParams, update_g: bool = True):
-    """The compiled distributed step: D (and G when `update_g`) updated from one D call on real and fake."""
+def balance_skips(params: TrainParams, stats: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Loss balancing (the face tutorial's): skip D's update while d_loss × balance_d < g_loss, and G's
+    while g_loss × balance_g < d_loss (a ratio of 0 never skips). Decided on the global losses, so every
+    replica decides alike."""
+    never = tf.constant(False)
+    if not (params.balance_d or params.balance_g):
+        return never, never
+    totals = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, stats[:2])
+    d_loss, g_loss = totals[0], totals[1]
+    skip_d = d_loss * params.balance_d < g_loss if params.balance_d else never
+    skip_g = g_loss * params.balance_g < d_loss if params.balance_g else never
+    return skip_d, skip_g
+
+
+def apply_unless(skip: tf.Tensor, opt: keras.optimizers.Optimizer, grads, variables) -> None:
+    """Apply the gradients unless `skip` (the same on every replica), leaving weights and optimizer state
+    untouched when skipped. The condition is taken in cross-replica context, as Keras' loss-scale
+    optimizer does: a cond in replica context cannot hold the optimizer's merge_call."""
+    static = tf.get_static_value(skip)
+    if static is not None and not static:
+        opt.apply_gradients(zip(grads, variables, strict=True))
+        return
+
+    def cross_replica(distribution, skip, grads):
+        def apply():
+            distribution.extended.call_for_each_replica(
+                lambda g: opt.apply_gradients(zip(g, variables, strict=True)), args=(grads,)
+            )
+
+        tf.cond(distribution.experimental_local_results(skip)[0], lambda: None, apply)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(skip, list(grads)))
+
+
+def make_train_step(
+    strategy: tf.distribute.Strategy,
+    gan: GAN,
+    params: TrainParams,
+    update_g: bool = True,
+    replay: bool = False,
+):
+    """The compiled distributed step: D (and G when `update_g`) updated from one D call on real and fake
+    (and replayed fakes when `replay`), each update skipped while loss balancing says so.
+
+    Returns the global [d_loss, g_loss, mean D(x), mean D(G(z)), D skipped, G skipped] (skips are 0 or 1).
+    """
 
     def replica_step(inputs):
-        d_grads, g_grads, stats = losses_and_grads(gan, params, inputs, params.batch_size)
+        d_grads, g_grads, stats = losses_and_grads(gan, params, inputs, params.batch_size, replay)
         d_vars, g_vars = gan.discriminator.trainable_variables, gan.generator.trainable_variables
-        gan.d_opt.apply_gradients(zip(d_grads, d_vars, strict=True))
+        skip_d, skip_g = balance_skips(params, stats)
+        apply_unless(skip_d, gan.d_opt, d_grads, d_vars)
         if update_g:
-            gan.g_opt.apply_gradients(zip(g_grads, g_vars, strict=True))
-        return stats
+            apply_unless(skip_g, gan.g_opt, g_grads, g_vars)
+        else:
+            skip_g = tf.constant(False)
+        share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
+        return tf.concat([stats, tf.cast(tf.stack([skip_d, skip_g]), tf.float32) * share], 0)
 
     @tf.function(jit_compile=params.jit_compile or None)
     def train_step(dist_inputs):
@@ -318,6 +454,7 @@ def _train(
     meta = Generator(
         model=None,
         z_dim=params.z_dim,
+        noise=params.noise,
         n_classes=n_classes,
         class_probs=tuple(float(c) for c in counts / counts.sum()) if n_classes else (),
         image_shape=image_shape,
@@ -353,9 +490,18 @@ def _train(
 
     dataset = train_dataset(crops.images, crops.labels, policy, params, start)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    full_step = make_train_step(strategy, gan, params)
-    d_step = make_train_step(strategy, gan, params, update_g=False) if params.n_critic > 1 else full_step
-    noise = sample_noise(np.random.default_rng(params.seed + 1), SAMPLE_GRID, params.z_dim)
+    compiled_steps: dict[tuple[bool, bool], object] = {}
+
+    def step_for(step: int):
+        """The compiled step for global step `step` + 1: G updated every n_critic steps, replay every
+        replay_every steps once the buffer holds fakes."""
+        update_g = (step + 1) % params.n_critic == 0
+        replay = bool(gan.replay is not None and step > 0 and (step + 1) % params.replay_every == 0)
+        if (update_g, replay) not in compiled_steps:
+            compiled_steps[update_g, replay] = make_train_step(strategy, gan, params, update_g, replay)
+        return compiled_steps[update_g, replay]
+
+    noise = sample_noise(np.random.default_rng(params.seed + 1), SAMPLE_GRID, params.z_dim, params.noise)
     frames_dir = plots_dir / "epochs"
     if not params.resume:
         shutil.rmtree(plots_dir, ignore_errors=True)
@@ -370,10 +516,10 @@ def _train(
     began = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", disable=not chief)
     step, rollbacks, best = start, 0, None
+    skipped = np.zeros(2)
     epoch_stats, epoch_began = [], time.perf_counter()
     while step < total_steps:
-        train_step = full_step if (step + 1) % params.n_critic == 0 else d_step
-        stats = train_step(next(iterator)).numpy()
+        stats = step_for(step)(next(iterator)).numpy()
         if not np.all(np.isfinite(stats)):
             problem = f"non-finite loss at step {step + 1} (d_loss {stats[0]}, g_loss {stats[1]})"
             if (
@@ -404,8 +550,12 @@ def _train(
             continue
         epoch = (step - 1) // steps_per_epoch + 1
         mean = np.mean(epoch_stats, axis=0)
-        for name, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), mean, strict=True):
+        for name, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), mean[:4], strict=True):
             live.log_metric(f"train/{name}", float(value))
+        epoch_skips = np.rint(np.sum(epoch_stats, axis=0)[4:])
+        skipped += epoch_skips
+        live.log_metric("train/d_skipped", int(epoch_skips[0]))
+        live.log_metric("train/g_skipped", int(epoch_skips[1]))
         live.log_metric("train/lr_g", current_rate(gan.g_opt))
         live.log_metric("train/lr_d", current_rate(gan.d_opt))
         live.log_metric("train/images_per_s", rate)
@@ -432,6 +582,8 @@ def _train(
         "train_time_s": round(elapsed, 2),
         "images_per_s": round(trained * params.batch_size / max(elapsed, 1e-9), 1),
         "rollbacks": rollbacks,
+        "d_skipped": int(skipped[0]),
+        "g_skipped": int(skipped[1]),
     }
     if best is not None:
         summary.update(best_mifid=best[0], best_epoch=best[1])
