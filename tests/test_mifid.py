@@ -92,3 +92,57 @@ def test_exact_copies_give_an_enormous_mifid():
     result = mifid.mifid(real[:40], real)
     assert 0.0 <= result["distance"] < 1e-12
     assert result["mifid"] > 1e10 * result["fid"] > 0
+
+
+def relu_features(rng, n, dim, shift, dead=0):
+    """Correlated ReLU features like a backbone's pooled activations; `dead` units are always 0."""
+    mixing = np.eye(dim) + 0.05 * rng.normal(size=(dim, dim)) / math.sqrt(dim)
+    features = np.maximum(rng.normal(size=(n, dim)) @ mixing + shift, 0.0)
+    features[:, dim - dead :] = 0.0
+    return features
+
+
+def assert_fast_route_is_kaggles(fake, real):
+    (mu1, sigma1), (mu2, sigma2) = mifid.statistics(fake), mifid.statistics(real)
+    assert mifid.trace_sqrt_eigh(sigma1, sigma2) is not None, "the eigh route should apply"
+    fast = mifid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    kaggle = mifid.frechet_distance(mu1, sigma1, mu2, sigma2, method="sqrtm")
+    assert fast > 0 and fast == pytest.approx(kaggle, rel=1e-6)
+
+
+def test_fast_fid_equals_kaggles_sqrtm_on_full_rank_2048_covariances():
+    rng = np.random.default_rng(3)
+    assert_fast_route_is_kaggles(relu_features(rng, 2400, 2048, 0.3), relu_features(rng, 2400, 2048, 0.2))
+
+
+def test_fast_fid_equals_kaggles_sqrtm_with_a_rank_deficient_2048_covariance():
+    rng = np.random.default_rng(4)
+    fake = relu_features(rng, 2400, 2048, 0.3, dead=300)
+    assert not mifid.statistics(fake)[1][-300:].any(), "300 zero rows: rank at most 1748"
+    assert_fast_route_is_kaggles(fake, relu_features(rng, 2400, 2048, 0.2))
+
+
+def test_fast_fid_equals_kaggles_sqrtm_with_fewer_images_than_features():
+    # As when training scores 1,000 samples against the real statistics: sqrtm goes complex here.
+    rng = np.random.default_rng(5)
+    fake, real = relu_features(rng, 300, 512, 0.3), relu_features(rng, 2000, 512, 0.2)
+    assert np.iscomplexobj(linalg.sqrtm(mifid.statistics(fake)[1] @ mifid.statistics(real)[1]))
+    assert_fast_route_is_kaggles(fake, real)
+
+
+def test_both_covariances_singular_keeps_kaggles_sqrtm_route():
+    rng = np.random.default_rng(6)
+    (mu1, sigma1), (mu2, sigma2) = (mifid.statistics(relu_features(rng, 20, 64, s)) for s in (0.3, 0.2))
+    assert mifid.trace_sqrt_eigh(sigma1, sigma2) is None
+    assert mifid.frechet_distance(mu1, sigma1, mu2, sigma2) == mifid.frechet_distance(
+        mu1, sigma1, mu2, sigma2, method="sqrtm"
+    )
+
+
+def test_eigh_route_refuses_what_is_not_a_pair_of_covariances():
+    indefinite = np.diag([1.0, -1.0])
+    assert mifid.trace_sqrt_eigh(np.eye(2), indefinite) is None
+    assert mifid.trace_sqrt_eigh(np.eye(2), np.array([[1.0, 1.0], [0.0, 1.0]])) is None
+    assert mifid.trace_sqrt_eigh(np.eye(2), np.diag([4.0, 9.0])) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="method"):
+        mifid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), method="eigh")
