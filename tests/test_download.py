@@ -1,8 +1,11 @@
 import io
+import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from doggan.download import fetch
 from doggan.errors import DogganError
@@ -182,3 +185,79 @@ def test_sample_source_is_deterministic(tmp_path):
     assert first == {"source": "sample", "images": 8, "annotations": 8}
     for name in ("all-dogs.zip", "Annotation.zip"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+# --- Keras datasets, from a Keras cache the tests build in the real files' formats -----------------------
+
+
+def fake_mnist(home: Path, n: int = 12) -> tuple:
+    """`<home>/datasets/mnist.npz` with the keys, dtypes and shapes of the real file, n training digits."""
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y_train = rng.integers(0, 10, n).astype(np.uint8)
+    (home / "datasets").mkdir(parents=True)
+    np.savez(
+        home / "datasets" / "mnist.npz",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_train[:2],
+        y_test=y_train[:2],
+    )
+    return x_train, y_train
+
+
+def decoded(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return {name: np.asarray(Image.open(io.BytesIO(zf.read(name)))) for name in zf.namelist()}
+
+
+def test_mnist_source_writes_the_training_digits_as_an_images_archive(tmp_path, monkeypatch):
+    x_train, y_train = fake_mnist(tmp_path / "keras")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    summary = fetch(DataParams(source="mnist", max_images=10), tmp_path / "raw")
+    assert summary == {"source": "mnist", "images": 10}
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["images.zip"]
+    images = decoded(tmp_path / "raw" / "images.zip")
+    assert sorted(images) == sorted(f"images/{y_train[i]}__{i:05d}.png" for i in range(10))
+    for i in range(10):
+        np.testing.assert_array_equal(images[f"images/{y_train[i]}__{i:05d}.png"], x_train[i])
+
+
+def test_cifar10_source_reads_the_batches_keras_unpacks(tmp_path, monkeypatch):
+    folder = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    planes = rng.integers(0, 256, (5, 2, 3, 32, 32), dtype=np.uint8)  # batch, image, channel, row, column
+    for b in range(5):
+        batch = {b"data": planes[b].reshape(2, 3072), b"labels": [b, 9 - b]}
+        (folder / f"data_batch_{b + 1}").write_bytes(pickle.dumps(batch))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    fetch(DataParams(source="cifar10"), tmp_path / "raw")
+    images = decoded(tmp_path / "raw" / "images.zip")
+    assert len(images) == 10
+    first = images["images/0__00000.png"]
+    assert first.shape == (32, 32, 3)
+    np.testing.assert_array_equal(first, planes[0, 0].transpose(1, 2, 0))
+    assert "images/5__00009.png" in images
+
+
+def test_offline_keras_dataset_says_which_file_to_place_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: connections are refused
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(DogganError) as err:
+        fetch(DataParams(source="mnist"), tmp_path / "raw")
+    message = str(err.value)
+    assert "cannot download https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz" in message
+    assert f"place mnist.npz at {tmp_path / 'keras' / 'datasets' / 'mnist.npz'}" in message
+    assert not (tmp_path / "raw" / "images.zip").exists()
+
+
+def test_a_damaged_cached_dataset_is_named(tmp_path, monkeypatch):
+    (tmp_path / "keras" / "datasets").mkdir(parents=True)
+    (tmp_path / "keras" / "datasets" / "mnist.npz").write_bytes(b"not an npz")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(DogganError, match="mnist.npz: not the mnist dataset as Keras caches it"):
+        fetch(DataParams(source="mnist"), tmp_path / "raw")
