@@ -87,3 +87,20 @@ def test_an_honest_submission_is_not_penalised(stats, caplog):
 def test_missing_statistics_say_which_stage_to_run(tmp_path):
     with pytest.raises(DogganError, match="real_stats"):
         evaluate_stage(tmp_path / "x.zip", tmp_path / "none.npz", PARAMS, tmp_path / "m.json", tmp_path)
+
+
+def test_an_explicit_backbone_other_than_the_stored_one_is_refused(stats):
+    blobs = np.random.default_rng(2).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    write_zip(stats / "few.zip", blobs)
+    other = EvalParams(backbone="keras_imagenet", batch_size=64)
+    with pytest.raises(
+        DogganError, match="made with the standin backbone.*eval.backbone is keras_imagenet.*real_stats"
+    ):
+        evaluate_stage(stats / "few.zip", stats / "stats.npz", other, stats / "x.json", stats / "plots")
+    with pytest.raises(DogganError, match="standin.*keras_imagenet.*re-run real_stats"):
+        score_images(blobs, stats / "stats.npz", other)
+    assert not (stats / "x.json").exists()
+    auto = evaluate_stage(
+        stats / "few.zip", stats / "stats.npz", EvalParams(batch_size=64), stats / "a.json", stats / "plots"
+    )
+    assert auto["backbone"] == "standin"

@@ -120,12 +120,21 @@ def score(
     return result, distances, nearest
 
 
-def _check_backbone(meta: dict, protocol: str, backbone: backbones.Backbone, stats_path: Path) -> None:
+def stored_backbone(meta: dict, protocol: str, eval_params: EvalParams, stats_path: Path) -> str:
+    """The backbone the statistics were made with; an explicit eval.backbone must be that one.
+
+    DVC re-runs real_stats when eval.backbone changes; this guards stages run by hand.
+    """
+    if protocol not in meta:
+        raise DogganError(f"{stats_path}: no {protocol} statistics; re-run real_stats")
     stored = meta[protocol]["backbone"]
-    if stored != backbone.name:
+    if eval_params.backbone not in ("auto", stored):
         raise DogganError(
-            f"{stats_path}: statistics made with {stored}, not {backbone.name}; re-run real_stats"
+            f"{stats_path}: the {protocol} statistics were made with the {stored} backbone, but "
+            f"eval.backbone is {eval_params.backbone}; re-run real_stats (doggan real_stats or dvc repro) "
+            "or set eval.backbone back"
         )
+    return stored
 
 
 def _memorization_grid(path: Path, images, thumbnails, distances, nearest, n: int = 8) -> None:
@@ -146,10 +155,8 @@ def evaluate_stage(
     images = read_submission(submission_zip, eval_params.n_images)
     metrics: dict = {"protocol": eval_params.protocol, "n_generated": len(images), "n_real": meta["n_real"]}
     for protocol in protocols(eval_params):
-        if protocol not in meta:
-            raise DogganError(f"{real_stats_path}: no {protocol} statistics; re-run real_stats")
-        backbone = load_backbone(eval_params, protocol, meta[protocol]["backbone"])
-        _check_backbone(meta, protocol, backbone, real_stats_path)
+        name = stored_backbone(meta, protocol, eval_params, real_stats_path)
+        backbone = load_backbone(eval_params, protocol, name)
         result, distances, nearest = score(images, meta, arrays, protocol, backbone, eval_params.batch_size)
         result.update(
             eps=EPS[protocol],
@@ -189,11 +196,19 @@ _cache: dict = {}
 
 def score_images(images_uint8: np.ndarray, real_stats_path: Path, eval_params: EvalParams) -> dict:
     """MiFID of in-memory images against cached statistics (used during training); first protocol only."""
-    key = (str(real_stats_path), Path(real_stats_path).stat().st_mtime)
+    key = (
+        str(real_stats_path),
+        Path(real_stats_path).stat().st_mtime,
+        eval_params.backbone,
+        eval_params.protocol,
+        eval_params.inception_graph,
+    )
     if _cache.get("key") != key:
         meta, arrays = load_stats(real_stats_path)
         protocol = protocols(eval_params)[0]
-        backbone = load_backbone(eval_params, protocol, meta[protocol]["backbone"])
+        backbone = load_backbone(
+            eval_params, protocol, stored_backbone(meta, protocol, eval_params, real_stats_path)
+        )
         _cache.update(key=key, meta=meta, arrays=arrays, protocol=protocol, backbone=backbone)
     c = _cache
     result, _, _ = score(
