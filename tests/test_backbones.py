@@ -83,11 +83,54 @@ def test_tf2015_missing_corrupt_or_wrong_graph_say_what_to_do(tmp_path):
         backbones.tf2015(str(other))
 
 
-def test_keras_weights_missing_or_corrupt_say_where_to_put_them(tmp_path):
-    corrupt = tmp_path / backbones.KERAS_WEIGHTS["keras_imagenet"]
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory):
+    """InceptionV3 at its real input size with random weights, saved as .weights.h5 and as a legacy
+    .h5 under the name of Keras's cached ImageNet file."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    model = keras.applications.InceptionV3(
+        include_top=False, pooling="avg", weights=None, input_shape=(299, 299, 3)
+    )
+    home = tmp_path_factory.mktemp("keras_home")
+    (home / "models").mkdir()
+    model.save_weights(home / "inception.weights.h5")
+    model.save(home / "models" / backbones.KERAS_WEIGHTS["keras_imagenet"])
+    batch = images(2, seed=5)
+    resized = tf.image.resize(tf.cast(batch, tf.float32), (299, 299), method="bilinear")
+    return home, batch, model(resized / 127.5 - 1.0, training=False).numpy()
+
+
+def test_keras_inception_loads_a_weights_file(inception):
+    home, batch, expected = inception
+    backbone = backbones.keras_application("keras_imagenet", str(home / "inception.weights.h5"))
+    assert backbone.name == "keras_imagenet" and backbone.dim == 2048
+    np.testing.assert_allclose(backbones.features(backbone, [batch]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_takes_inception_weights_placed_in_the_keras_cache(inception, monkeypatch):
+    home, batch, expected = inception
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    backbone = backbones.load("auto")
+    assert backbone.name == "keras_imagenet" and backbone.kaggle_comparable
+    assert backbones.KERAS_WEIGHTS["keras_imagenet"] in backbone.reason
+    np.testing.assert_allclose(backbones.features(backbone, [batch]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_keras_weights_missing_or_corrupt_say_how_to_supply_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    name = backbones.KERAS_WEIGHTS["keras_imagenet"]
+    missing = tmp_path / "nothing.h5"
+    with pytest.raises(DogganError, match=f"nothing.h5: keras_imagenet weights file not found; place {name}"):
+        backbones.keras_application("keras_imagenet", str(missing))
+    corrupt = tmp_path / name
     corrupt.write_bytes(b"not hdf5")
-    with pytest.raises(DogganError, match="Keras"):
+    with pytest.raises(DogganError) as error:
         backbones.keras_application("keras_imagenet", str(corrupt))
+    message = str(error.value)
+    assert f"cannot load weights from {corrupt}" in message
+    assert f"place {name}" in message and str(tmp_path / "models") in message
 
 
 def test_auto_uses_the_configured_graph_else_falls_back_to_the_standin(graph_files, tmp_path, monkeypatch):

@@ -103,7 +103,10 @@ def tf2015(source: str, reason: str = "") -> Backbone:
 
 
 def keras_application(name: str, weights: str | None = None, reason: str = "") -> Backbone:
-    """InceptionV3 (299) or NASNetLarge (331) with ImageNet weights, pooled; resized on the device."""
+    """InceptionV3 (299) or NASNetLarge (331), pooled, resized on the device.
+
+    `weights`: a file Keras loads (its cached ImageNet .h5, or a .weights.h5); by default ImageNet's.
+    """
     import keras
 
     app, size, preprocess = {
@@ -111,12 +114,17 @@ def keras_application(name: str, weights: str | None = None, reason: str = "") -
         "nasnet": (keras.applications.NASNetLarge, 331, keras.applications.nasnet),
     }[name]
     source = weights or "imagenet"
+    supply = (
+        f"place {KERAS_WEIGHTS[name]} (Keras's ImageNet weights without the top, .h5) in {keras_cache()}, "
+        "where Keras downloads it when online, or load a .h5/.weights.h5 file of this architecture"
+    )
+    if weights and not Path(weights).is_file():
+        raise DogganError(f"{weights}: {name} weights file not found; {supply}")
     try:
         model = app(include_top=False, pooling="avg", weights=source, input_shape=(size, size, 3))
-    except Exception as exc:  # download errors, missing or corrupt h5 files
+    except Exception as exc:  # download errors, corrupt or mismatched h5 files
         raise DogganError(
-            f"{name}: cannot load ImageNet weights ({type(exc).__name__}: {exc}). Place "
-            f"{KERAS_WEIGHTS[name]} in {keras_cache()} (Keras downloads it there when online)"
+            f"{name}: cannot load weights from {source} ({type(exc).__name__}: {exc}); {supply}"
         ) from None
 
     def extract(images):
