@@ -1,0 +1,104 @@
+"""MiFID during training: logged per epoch through dvclive, and the best epoch's generator kept."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from doggan import sampling, train_lib
+from doggan.crop import Crops, save_crops
+from doggan.data_provider import augment_stage
+from doggan.evaluation import real_stats_stage, score_images
+from doggan.params import AugmentParams, EvalParams, TrainParams
+
+SHAPE = (16, 16, 3)
+TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, seed=3)
+EVAL = EvalParams(backbone="standin", real="crops", n_images_train=64, batch_size=64)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """Crops of coloured squares, the augment policy for them, and their real-image statistics."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((32, *SHAPE), np.uint8)
+    for image in images:
+        y, x = rng.integers(0, 8, 2)
+        image[y : y + 8, x : x + 8] = rng.integers(100, 256, 3)
+    save_crops(
+        tmp_path / "crops.npz",
+        Crops(images, np.arange(32, dtype=np.int32) % 2, np.arange(32).astype(str), np.array(["a", "b"])),
+    )
+    augment_stage(
+        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
+    )
+    real_stats_stage(tmp_path / "no_raw", tmp_path / "crops.npz", EVAL, tmp_path / "stats.npz")
+    return tmp_path
+
+
+def train(root, **overrides):
+    out = root / "out"
+    summary = train_lib.train_stage(
+        root / "crops.npz",
+        root / "policy.json",
+        TrainParams(**TINY, **overrides),
+        EVAL,
+        out / "models",
+        out / "ckpt",
+        out / "live",
+        out / "plots",
+        root / "stats.npz",
+    )
+    return out, summary
+
+
+def logged_mifid(live_dir):
+    """The train/mifid series dvclive wrote, as (step, value) rows."""
+    with open(live_dir / "plots" / "metrics" / "train" / "mifid.tsv") as f:
+        return [(int(row["step"]), float(row["mifid"])) for row in csv.DictReader(f, delimiter="\t")]
+
+
+def saved_generator_mifid(out, root):
+    """MiFID of the saved generator's samples, drawn as training draws them."""
+    gen = sampling.load_generator(out / "models")
+    images = np.concatenate(list(sampling.generate(gen, EVAL.n_images_train, seed=TINY["seed"] + 2)))
+    return score_images(images, root / "stats.npz", EVAL)["mifid"]
+
+
+def test_eval_every_epoch_logs_mifid_through_dvclive(prepared):
+    out, summary = train(prepared, epochs=3, eval_every=1)
+    series = logged_mifid(out / "live")
+    assert [step for step, _ in series] == [0, 1, 2]
+    assert all(np.isfinite(value) and value > 0 for _, value in series)
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["train"]["mifid"] == pytest.approx(series[-1][1])
+    assert "best_mifid" not in summary
+    # Without keep_best the final generator is saved, and the last logged value is its MiFID.
+    assert saved_generator_mifid(out, prepared) == pytest.approx(series[-1][1], rel=1e-5)
+
+
+def test_eval_every_two_epochs_logs_every_other_epoch(prepared):
+    out, _ = train(prepared, epochs=4, eval_every=2)
+    assert [step for step, _ in logged_mifid(out / "live")] == [1, 3]
+
+
+def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
+    # Real statistics made from the samples of this run's own epoch-2 generator: the MiFID series dips
+    # around there and rises as training moves on, so the last generator is not the best one.
+    fast = dict(lr_g=2e-3, lr_d=2e-3)
+    out, _ = train(prepared, epochs=2, **fast)
+    gen = sampling.load_generator(out / "models")
+    samples = np.concatenate(list(sampling.generate(gen, EVAL.n_images_train, seed=1)))
+    labels = np.zeros(len(samples), np.int32)
+    save_crops(prepared / "epoch2.npz", Crops(samples, labels, labels.astype(str), np.array(["a"])))
+    real_stats_stage(prepared / "no_raw", prepared / "epoch2.npz", EVAL, prepared / "stats.npz")
+
+    out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, **fast)
+    values = [value for _, value in logged_mifid(out / "live")]
+    assert len(values) == 5
+    assert values[-1] > 1.5 * min(values), f"the series should rise after its minimum: {values}"
+    assert summary["best_mifid"] == pytest.approx(min(values))
+    assert summary["best_epoch"] == int(np.argmin(values)) + 1
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["best_mifid"] == summary["best_mifid"] and metrics["best_epoch"] == summary["best_epoch"]
+    assert saved_generator_mifid(out, prepared) == pytest.approx(summary["best_mifid"], rel=1e-5)
