@@ -44,6 +44,11 @@ class Backbone:
     extract: Callable[[tf.Tensor], tf.Tensor]  # uint8 (B, H, W, 3) -> float32 (B, dim)
 
 
+def _compiled(extract: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """One tf.function per backbone, traced once and reused by every call (each epoch's evaluation)."""
+    return tf.function(extract, reduce_retracing=True)
+
+
 def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
@@ -99,7 +104,7 @@ def tf2015(source: str, reason: str = "") -> Backbone:
     def extract(images):
         return tf.reshape(forward(tf.cast(images, tf.float32)), [tf.shape(images)[0], dim])
 
-    return Backbone("tf2015", dim, True, reason or f"graph {source}", extract)
+    return Backbone("tf2015", dim, True, reason or f"graph {source}", _compiled(extract))
 
 
 def keras_application(name: str, weights: str | None = None, reason: str = "") -> Backbone:
@@ -131,7 +136,9 @@ def keras_application(name: str, weights: str | None = None, reason: str = "") -
         x = tf.image.resize(tf.cast(images, tf.float32), (size, size), method="bilinear")
         return model(preprocess.preprocess_input(x), training=False)
 
-    return Backbone(name, int(model.output_shape[-1]), True, reason or f"weights {source}", extract)
+    return Backbone(
+        name, int(model.output_shape[-1]), True, reason or f"weights {source}", _compiled(extract)
+    )
 
 
 def standin(reason: str = "requested") -> Backbone:
@@ -158,7 +165,7 @@ def standin(reason: str = "requested") -> Backbone:
         features = model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
         return tf.nn.relu(features - offset) + STANDIN_FLOOR
 
-    return Backbone("standin", sum(STANDIN_WIDTHS), False, reason, extract)
+    return Backbone("standin", sum(STANDIN_WIDTHS), False, reason, _compiled(extract))
 
 
 def load(name: str, inception_graph: str = "", private: bool = False) -> Backbone:
@@ -192,7 +199,6 @@ def _standin_fallback(why: str) -> Backbone:
 
 
 def features(backbone: Backbone, batches: Iterable[np.ndarray]) -> np.ndarray:
-    """Float32 features (N, dim) of uint8 image batches, in one compiled function."""
-    extract = tf.function(backbone.extract, reduce_retracing=True)
-    out = [extract(tf.convert_to_tensor(batch)).numpy() for batch in batches]
+    """Float32 features (N, dim) of uint8 image batches, through the backbone's compiled function."""
+    out = [backbone.extract(tf.convert_to_tensor(batch)).numpy() for batch in batches]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, backbone.dim), np.float32)
