@@ -36,5 +36,6 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_json(path: str | Path, obj: object) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def write_json(path: str | Path, obj: object, sort_keys: bool = True) -> None:
+    """Write JSON atomically; `sort_keys=False` keeps the given order (metrics shown in that order)."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
