@@ -48,6 +48,10 @@ def trace_sqrt_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float | None:
         return None
     tolerance = len(sigma1) * np.finfo(np.float64).eps  # numpy's matrix_rank tolerance, relative
     for full, other in ((sigma1, sigma2), (sigma2, sigma1)):
+        try:
+            np.linalg.cholesky(full)  # a cheap screen: a singular covariance almost always fails it
+        except np.linalg.LinAlgError:
+            continue
         values, vectors = np.linalg.eigh(full)
         if values.min() <= tolerance * values.max():
             continue
