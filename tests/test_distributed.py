@@ -16,7 +16,7 @@ import pytest
 
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
-PARAMS = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, label_noise=0.2)
+PARAMS = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, label_noise=0.2, loss="gan")
 
 
 def gradients_on(strategy, inputs):

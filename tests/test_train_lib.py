@@ -113,7 +113,7 @@ def step_inputs(params, step=0):
 
 
 def test_step_loss_is_computed_from_the_smoothed_flipped_targets(prepared):
-    params = TrainParams(label_noise=0.3, **TINY)
+    params = TrainParams(loss="gan", label_noise=0.3, **TINY)
     strategy, gan = single_replica(params)
     inputs = step_inputs(params)
     assert not np.allclose(inputs["real_t"].numpy(), 1.0) and np.any(inputs["real_t"].numpy() < 0.5)

@@ -21,7 +21,7 @@ from doggan.params import AugmentParams, EvalParams, TrainParams
 
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
-TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8)
+TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, loss="gan")  # balancing compares BCE losses
 
 
 def build(params, strategy=None):

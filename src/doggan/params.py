@@ -86,7 +86,7 @@ class TrainParams(Section):
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
     noise: Literal["normal", "uniform"] = "normal"
-    g_filters: int = Field(128, ge=8)
+    g_filters: int = Field(256, ge=8)
     d_filters: int = Field(32, ge=8)
     g_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     d_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -96,10 +96,10 @@ class TrainParams(Section):
     clipvalue: float = Field(0.0, ge=0.0)
     lr_g: float = Field(2e-4, gt=0.0)
     lr_d: float = Field(2e-4, gt=0.0)
-    beta_1: float = Field(0.5, ge=0.0, lt=1.0)
-    beta_2: float = Field(0.999, ge=0.0, lt=1.0)
+    beta_1: float = Field(0.0, ge=0.0, lt=1.0)
+    beta_2: float = Field(0.9, ge=0.0, lt=1.0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    loss: Literal["gan", "hinge", "rasgan", "ralsgan", "rahinge"] = "gan"
+    loss: Literal["gan", "hinge", "rasgan", "ralsgan", "rahinge"] = "hinge"
     n_critic: int = Field(1, ge=1)
     spectral_norm: bool = True
     real_label_range: Range = (0.7, 1.0)
