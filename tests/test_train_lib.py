@@ -169,13 +169,15 @@ def test_mixed_precision_and_xla_steps_run_on_cpu(prepared, flags):
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_ema_follows_the_generator_with_its_decay(prepared):
+@pytest.mark.parametrize(("step", "decay"), [(0, 0.1), (2, 0.25), (1000, 0.9)])
+def test_ema_follows_the_generator_with_its_warmed_up_decay(prepared, step, decay):
     params = TrainParams(ema_decay=0.9, **TINY)
     strategy, gan = single_replica(params)
+    gan.step.assign(step)
     start = [w.copy() for w in gan.ema.get_weights()]
     train_lib.make_train_step(strategy, gan, params)(step_inputs(params))
     for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
-        np.testing.assert_allclose(e1, 0.9 * e0 + 0.1 * w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * w, rtol=1e-5, atol=1e-6)
 
 
 def optimizer_iterations(checkpoint_dir):
