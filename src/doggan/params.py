@@ -116,7 +116,7 @@ class TrainParams(Section):
     on_nonfinite: Literal["stop", "rollback"] = "stop"
     rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     sample_every: int = Field(1, ge=1)
-    eval_every: int = Field(0, ge=0)
+    eval_every: int = Field(5, ge=0)
     keep_best: bool = False
     instance_noise: float = Field(0.0, ge=0.0)
     instance_noise_epochs: int = Field(0, ge=0)
