@@ -91,7 +91,12 @@ def train_dataset(images, labels, policy, params: TrainParams, start_step: int) 
             inputs["sigma"] = tf.fill([params.batch_size], instance_noise_std(step, params, steps_per_epoch))
         return inputs
 
-    return tf.data.Dataset.zip((images_ds, steps)).map(add_inputs).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip((images_ds, steps)).map(add_inputs).prefetch(tf.data.AUTOTUNE)
+    # Without autotuning: its background threads took CPU from the train step on small machines and
+    # held up the iterator's teardown for up to a minute at the end of a run.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
