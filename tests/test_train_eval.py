@@ -82,17 +82,23 @@ def test_eval_every_two_epochs_logs_every_other_epoch(prepared):
     assert [step for step, _ in logged_mifid(out / "live")] == [1, 3]
 
 
-def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
-    # Real statistics made from the samples of this run's own epoch-2 generator: the MiFID series dips
-    # around there and rises as training moves on, so the last generator is not the best one.
-    fast = dict(lr_g=2e-3, lr_d=2e-3)
-    out, _ = train(prepared, epochs=2, **fast)
+FAST = dict(lr_g=2e-3, lr_d=2e-3)
+
+
+def stats_from_epoch_two(root):
+    """Real statistics made from the samples of an epoch-2 generator of this run: the MiFID series dips
+    around there and rises as training moves on, so the last generator is not the best one."""
+    out, _ = train(root, epochs=2, **FAST)
     gen = sampling.load_generator(out / "models")
     samples = np.concatenate(list(sampling.generate(gen, EVAL.n_images_train, seed=1)))
     labels = np.zeros(len(samples), np.int32)
-    save_crops(prepared / "epoch2.npz", Crops(samples, labels, labels.astype(str), np.array(["a"])))
-    real_stats_stage(prepared / "no_raw", prepared / "epoch2.npz", EVAL, prepared / "stats.npz")
+    save_crops(root / "epoch2.npz", Crops(samples, labels, labels.astype(str), np.array(["a"])))
+    real_stats_stage(root / "no_raw", root / "epoch2.npz", EVAL, root / "stats.npz")
 
+
+def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
+    stats_from_epoch_two(prepared)
+    fast = FAST
     out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, **fast)
     values = [value for _, value in logged_mifid(out / "live")]
     assert len(values) == 5
@@ -101,4 +107,15 @@ def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
     assert summary["best_epoch"] == int(np.argmin(values)) + 1
     metrics = json.loads((out / "live" / "metrics.json").read_text())
     assert metrics["best_mifid"] == summary["best_mifid"] and metrics["best_epoch"] == summary["best_epoch"]
+    assert saved_generator_mifid(out, prepared) == pytest.approx(summary["best_mifid"], rel=1e-5)
+
+
+def test_a_resumed_run_keeps_the_best_generator_of_the_epochs_before_it(prepared):
+    stats_from_epoch_two(prepared)
+    train(prepared, epochs=3, eval_every=1, keep_best=True, **FAST)
+    out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, resume=True, **FAST)
+    values = [value for _, value in logged_mifid(out / "live")]
+    assert len(values) == 5 and min(values[:3]) < min(values[3:]), values
+    assert summary["best_mifid"] == pytest.approx(min(values))
+    assert summary["best_epoch"] == int(np.argmin(values)) + 1
     assert saved_generator_mifid(out, prepared) == pytest.approx(summary["best_mifid"], rel=1e-5)

@@ -160,10 +160,14 @@ class GAN:
     lr_scale: tf.Variable
     n_classes: int = 0
     replay: Replay | None = None
+    best: tf.Variable | None = None  # (MiFID, epoch) of the generator keep_best saved; (inf, 0) before
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """Models, optimizers, step, learning-rate scale, EMA weights and replay buffer in one checkpoint."""
+        """Models, optimizers, step, learning-rate scale, EMA weights, replay buffer and best MiFID in one
+        checkpoint, so a resumed run goes on exactly where it stopped."""
         extra = {"ema": self.ema} if self.ema is not None else {}
+        if self.best is not None:
+            extra["best"] = self.best
         if self.replay is not None:
             extra.update(
                 replay_images=self.replay.images,
@@ -210,7 +214,8 @@ def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int
         ema.set_weights(g.get_weights())
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     replay = make_replay(params.replay_size, image_shape) if params.replay_size else None
-    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay)
+    best = tf.Variable([np.inf, 0.0], dtype=tf.float64, trainable=False, name="best_mifid")
+    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay, best)
 
 
 def current_rate(opt: keras.optimizers.Optimizer) -> float:
@@ -523,7 +528,9 @@ def _train(
 
     began = time.perf_counter()
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", disable=not chief)
-    step, rollbacks, best = start, 0, None
+    step, rollbacks = start, 0
+    best_mifid, best_epoch = gan.best.numpy()
+    best = (float(best_mifid), int(best_epoch)) if params.keep_best and np.isfinite(best_mifid) else None
     skipped = np.zeros(2)
     epoch_stats, epoch_began = [], time.perf_counter()
     while step < total_steps:
@@ -575,6 +582,7 @@ def _train(
             live.log_metric("train/mifid", mifid)
             if params.keep_best and (best is None or mifid < best[0]):
                 best = (mifid, epoch)
+                gan.best.assign(best)
                 write_generator(sampler(), meta, model_dir)
         live.next_step()
         epoch_stats, epoch_began = [], time.perf_counter()
