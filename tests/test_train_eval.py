@@ -6,50 +6,26 @@ import json
 import numpy as np
 import pytest
 
-from doggan import sampling, train_lib
+from doggan import sampling
 from doggan.crop import Crops, save_crops
-from doggan.data_provider import augment_stage
 from doggan.evaluation import real_stats_stage, score_images
-from doggan.params import AugmentParams, EvalParams, TrainParams
+from doggan.params import EvalParams, TrainParams
 
-SHAPE = (16, 16, 3)
 TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, seed=3)
 EVAL = EvalParams(backbone="standin", real="crops", n_images_train=64, batch_size=64)
 
 
 @pytest.fixture
-def prepared(tmp_path):
-    """Crops of coloured squares, the augment policy for them, and their real-image statistics."""
-    rng = np.random.default_rng(0)
-    images = np.zeros((32, *SHAPE), np.uint8)
-    for image in images:
-        y, x = rng.integers(0, 8, 2)
-        image[y : y + 8, x : x + 8] = rng.integers(100, 256, 3)
-    save_crops(
-        tmp_path / "crops.npz",
-        Crops(images, np.arange(32, dtype=np.int32) % 2, np.arange(32).astype(str), np.array(["a", "b"])),
-    )
-    augment_stage(
-        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
-    )
-    real_stats_stage(tmp_path / "no_raw", tmp_path / "crops.npz", EVAL, tmp_path / "stats.npz")
-    return tmp_path
+def prepared(prepared):
+    """The shared crops and policy, with real-image statistics of those crops."""
+    real_stats_stage(prepared / "no_raw", prepared / "crops.npz", EVAL, prepared / "stats.npz")
+    return prepared
 
 
-def train(root, **overrides):
-    out = root / "out"
-    summary = train_lib.train_stage(
-        root / "crops.npz",
-        root / "policy.json",
-        TrainParams(**TINY, **overrides),
-        EVAL,
-        out / "models",
-        out / "ckpt",
-        out / "live",
-        out / "plots",
-        root / "stats.npz",
-    )
-    return out, summary
+@pytest.fixture
+def train(run_train):
+    """Train on `root` with TINY settings plus `overrides`, scored against its stats.npz."""
+    return lambda root, **overrides: run_train(root, TrainParams(**TINY, **overrides), EVAL, "stats.npz")
 
 
 def logged_mifid(live_dir):
@@ -65,7 +41,7 @@ def saved_generator_mifid(out, root):
     return score_images(images, root / "stats.npz", EVAL)["mifid"]
 
 
-def test_eval_every_epoch_logs_mifid_through_dvclive(prepared):
+def test_eval_every_epoch_logs_mifid_through_dvclive(prepared, train):
     out, summary = train(prepared, epochs=3, eval_every=1)
     series = logged_mifid(out / "live")
     assert [step for step, _ in series] == [0, 1, 2]
@@ -77,7 +53,7 @@ def test_eval_every_epoch_logs_mifid_through_dvclive(prepared):
     assert saved_generator_mifid(out, prepared) == pytest.approx(series[-1][1], rel=1e-5)
 
 
-def test_eval_every_two_epochs_logs_every_other_epoch(prepared):
+def test_eval_every_two_epochs_logs_every_other_epoch(prepared, train):
     out, _ = train(prepared, epochs=4, eval_every=2)
     assert [step for step, _ in logged_mifid(out / "live")] == [1, 3]
 
@@ -85,7 +61,7 @@ def test_eval_every_two_epochs_logs_every_other_epoch(prepared):
 FAST = dict(lr_g=2e-3, lr_d=2e-3)
 
 
-def stats_from_epoch_two(root):
+def stats_from_epoch_two(root, train):
     """Real statistics made from the samples of an epoch-2 generator of this run: the MiFID series dips
     around there and rises as training moves on, so the last generator is not the best one."""
     out, _ = train(root, epochs=2, **FAST)
@@ -96,10 +72,9 @@ def stats_from_epoch_two(root):
     real_stats_stage(root / "no_raw", root / "epoch2.npz", EVAL, root / "stats.npz")
 
 
-def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
-    stats_from_epoch_two(prepared)
-    fast = FAST
-    out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, **fast)
+def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared, train):
+    stats_from_epoch_two(prepared, train)
+    out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, **FAST)
     values = [value for _, value in logged_mifid(out / "live")]
     assert len(values) == 5
     assert values[-1] > 1.5 * min(values), f"the series should rise after its minimum: {values}"
@@ -110,8 +85,8 @@ def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared):
     assert saved_generator_mifid(out, prepared) == pytest.approx(summary["best_mifid"], rel=1e-5)
 
 
-def test_a_resumed_run_keeps_the_best_generator_of_the_epochs_before_it(prepared):
-    stats_from_epoch_two(prepared)
+def test_a_resumed_run_keeps_the_best_generator_of_the_epochs_before_it(prepared, train):
+    stats_from_epoch_two(prepared, train)
     train(prepared, epochs=3, eval_every=1, keep_best=True, **FAST)
     out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, resume=True, **FAST)
     values = [value for _, value in logged_mifid(out / "live")]

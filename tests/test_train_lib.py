@@ -14,52 +14,16 @@ import pytest
 import tensorflow as tf
 
 from doggan import losses, sampling, train_lib
-from doggan.crop import Crops, save_crops
-from doggan.data_provider import augment_stage
 from doggan.errors import DogganError
-from doggan.params import AugmentParams, EvalParams, TrainParams
+from doggan.params import AugmentParams, TrainParams
 
 SHAPE = (16, 16, 3)
 TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8)
 
 
-@pytest.fixture
-def prepared(tmp_path):
-    """A crops file of simple shapes and the policy the augment stage writes for it."""
-    rng = np.random.default_rng(0)
-    images = np.zeros((32, *SHAPE), np.uint8)
-    for image in images:
-        y, x = rng.integers(0, 8, 2)
-        image[y : y + 8, x : x + 8] = rng.integers(100, 256, 3)
-    save_crops(
-        tmp_path / "crops.npz",
-        Crops(images, np.arange(32, dtype=np.int32) % 2, np.arange(32).astype(str), np.array(["a", "b"])),
-    )
-    augment_stage(
-        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
-    )
-    return tmp_path
-
-
-def run_stage(root, params):
-    out = root / "out"
-    summary = train_lib.train_stage(
-        root / "crops.npz",
-        root / "policy.json",
-        params,
-        EvalParams(),
-        out / "models",
-        out / "ckpt",
-        out / "live",
-        out / "plots",
-        root / "missing_stats.npz",
-    )
-    return out, summary
-
-
-def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepared):
+def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepared, run_train):
     params = TrainParams(epochs=2, checkpoint_every=3, ema_decay=0.5, **TINY)
-    out, summary = run_stage(prepared, params)
+    out, summary = run_train(prepared, params)
     assert summary["steps"] == 8
     gen = sampling.load_generator(out / "models")
     assert gen.z_dim == 8 and gen.image_shape == SHAPE
@@ -73,19 +37,19 @@ def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepare
     assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-8")
 
     (out / "models" / "generator.keras").unlink()
-    _, again = run_stage(prepared, params.model_copy(update={"resume": True}))
+    _, again = run_train(prepared, params.model_copy(update={"resume": True}))
     assert again["steps"] == 8 and (out / "models" / "generator.keras").is_file()
 
-    _, longer = run_stage(prepared, params.model_copy(update={"resume": True, "epochs": 3}))
+    _, longer = run_train(prepared, params.model_copy(update={"resume": True, "epochs": 3}))
     assert longer["steps"] == 12
     metrics = json.loads((out / "live" / "metrics.json").read_text())
     assert metrics["steps"] == 12
 
 
-def test_without_resume_old_checkpoints_are_cleared(prepared):
+def test_without_resume_old_checkpoints_are_cleared(prepared, run_train):
     params = TrainParams(epochs=2, checkpoint_every=3, **TINY)
-    out, _ = run_stage(prepared, params)
-    _, summary = run_stage(prepared, params.model_copy(update={"epochs": 1}))
+    out, _ = run_train(prepared, params)
+    _, summary = run_train(prepared, params.model_copy(update={"epochs": 1}))
     assert summary["steps"] == 4
     assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-4")
 
@@ -188,21 +152,21 @@ def optimizer_iterations(checkpoint_dir):
     return int(reader.get_tensor(g)), int(reader.get_tensor(d))
 
 
-def test_n_critic_updates_the_discriminator_more_often(prepared):
-    out, summary = run_stage(prepared, TrainParams(epochs=2, n_critic=2, **TINY))
+def test_n_critic_updates_the_discriminator_more_often(prepared, run_train):
+    out, summary = run_train(prepared, TrainParams(epochs=2, n_critic=2, **TINY))
     assert summary["steps"] == 8
     assert optimizer_iterations(out / "ckpt") == (4, 8)
 
 
-def test_non_finite_loss_stops_naming_the_step(prepared):
+def test_non_finite_loss_stops_naming_the_step(prepared, run_train):
     params = TrainParams(epochs=2, lr_d=1e30, spectral_norm=False, **TINY)
     with pytest.raises(DogganError, match=r"non-finite loss at step \d+"):
-        run_stage(prepared, params)
+        run_train(prepared, params)
 
 
-def test_rollback_restores_the_last_checkpoint_with_a_lower_rate(prepared):
+def test_rollback_restores_the_last_checkpoint_with_a_lower_rate(prepared, run_train):
     params = TrainParams(epochs=2, checkpoint_every=4, spectral_norm=False, **TINY)
-    run_stage(prepared, params)
+    run_train(prepared, params)
     diverging = params.model_copy(
         update={
             "epochs": 3,
@@ -212,7 +176,7 @@ def test_rollback_restores_the_last_checkpoint_with_a_lower_rate(prepared):
             "rollback_lr_factor": 1e-33,
         }
     )
-    out, summary = run_stage(prepared, diverging)
+    out, summary = run_train(prepared, diverging)
     assert summary["steps"] == 12 and summary["rollbacks"] >= 1
     assert np.isfinite(sampling.load_generator(out / "models").model.get_weights()[0]).all()
 
@@ -230,7 +194,7 @@ train_lib.train_stage(root / "crops.npz", root / "policy.json", params, EvalPara
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(prepared):
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(prepared, run_train):
     settings = dict(epochs=25, checkpoint_every=10, **TINY)
     out = prepared / "out"
     child = subprocess.Popen(
@@ -250,25 +214,15 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(
     assert child.returncode == -signal.SIGKILL
     saved = int(tf.train.latest_checkpoint(str(out / "ckpt")).rsplit("-", 1)[1])
     assert 10 <= saved < 100
-    summary = train_lib.train_stage(
-        prepared / "crops.npz",
-        prepared / "policy.json",
-        TrainParams(resume=True, **settings),
-        EvalParams(),
-        out / "models",
-        out / "ckpt",
-        out / "live",
-        out / "plots",
-        prepared / "missing_stats.npz",
-    )
+    _, summary = run_train(prepared, TrainParams(resume=True, **settings))
     assert summary["start_step"] >= saved and summary["start_step"] % 10 == 0
     assert summary["steps"] == 100
     assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-100")
     assert sampling.load_generator(out / "models").z_dim == 8
 
 
-def test_conditional_training_records_class_proportions(prepared):
-    out, summary = run_stage(prepared, TrainParams(epochs=1, conditional=True, **TINY))
+def test_conditional_training_records_class_proportions(prepared, run_train):
+    out, summary = run_train(prepared, TrainParams(epochs=1, conditional=True, **TINY))
     assert summary["steps"] == 4
     gen = sampling.load_generator(out / "models")
     assert gen.n_classes == 2 and gen.class_probs == pytest.approx((0.5, 0.5))

@@ -15,9 +15,7 @@ import pytest
 import tensorflow as tf
 
 from doggan import classic_networks, train_lib
-from doggan.crop import Crops, save_crops
-from doggan.data_provider import augment_stage
-from doggan.params import AugmentParams, EvalParams, TrainParams
+from doggan.params import AugmentParams, TrainParams
 
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
@@ -163,33 +161,9 @@ def test_balancing_ratios_of_zero_never_skip():
     assert not stats[:, 4:].any()
 
 
-@pytest.fixture
-def prepared(tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
-    save_crops(
-        tmp_path / "crops.npz",
-        Crops(images, np.zeros(32, np.int32), np.arange(32).astype(str), np.array(["a"])),
-    )
-    augment_stage(
-        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
-    )
-    return tmp_path
-
-
-def test_skipped_updates_are_counted_in_the_training_metrics(prepared):
+def test_skipped_updates_are_counted_in_the_training_metrics(prepared, run_train):
     params = TrainParams(epochs=2, balance_d=1e-9, replay_size=16, replay_every=2, **TINY)
-    out = prepared / "out"
-    summary = train_lib.train_stage(
-        prepared / "crops.npz",
-        prepared / "policy.json",
-        params,
-        EvalParams(),
-        out / "models",
-        out / "ckpt",
-        out / "live",
-        out / "plots",
-        prepared / "missing_stats.npz",
-    )
+    out, summary = run_train(prepared, params)
     assert (summary["d_skipped"], summary["g_skipped"]) == (8, 0)
     metrics = json.loads((out / "live" / "metrics.json").read_text())
     assert metrics["train"]["d_skipped"] == 4 and metrics["train"]["g_skipped"] == 0
