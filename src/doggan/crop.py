@@ -510,10 +510,9 @@ def crop_stage(
         "examples": dict(sorted(examples.items())),
     }
     write_json(report_path, report)
-    ends = np.cumsum([len(segment) for segment in segments])
+    starts = np.cumsum([0] + [len(segment) for segment in segments])
     pick = np.sort(np.random.default_rng(0).permutation(len(breeds))[: params.preview])
-    which = np.searchsorted(ends, pick, side="right")
-    starts = ends - [len(segment) for segment in segments]
+    which = np.searchsorted(starts, pick, side="right") - 1
     save_grid(
         preview_path,
         np.stack([segments[w][i - starts[w]] for w, i in zip(which, pick, strict=True)]),
