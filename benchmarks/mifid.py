@@ -123,7 +123,7 @@ def evaluate_stage(root: Path, n_photos: int, n_images: int) -> None:
     write_sample(stages.RAW, n_photos, seed=0)
     model_dir = Path("models")
     model_dir.mkdir()
-    from doggan.networks import make_generator
+    from doggan.networks.dcgan import make_generator
 
     train = TrainParams()
     make_generator(train.z_dim, (64, 64, 3), train.g_filters).save(model_dir / "generator.keras")

@@ -29,7 +29,7 @@ from doggan.submission import submission_stage, validate
 
 
 def save_generator(model_dir: Path) -> None:
-    from doggan.networks import make_generator
+    from doggan.networks.dcgan import make_generator
 
     train = TrainParams()
     model = make_generator(train.z_dim, (64, 64, 3), train.g_filters)

@@ -42,8 +42,8 @@ def ours(params: TrainParams, data: np.ndarray):
 def tutorial(params: TrainParams, data: np.ndarray):
     """The TF DCGAN tutorial's loop: two tapes, BCE from logits, D called on real and fake separately."""
     tf.keras.utils.set_random_seed(params.seed)
-    g = networks.make_generator(params.z_dim, SHAPE, params.g_filters)
-    d = networks.make_discriminator(SHAPE, params.d_filters, params.spectral_norm)
+    g = networks.make_generator(params, SHAPE)
+    d = networks.make_discriminator(params, SHAPE)
     g_opt = tf.keras.optimizers.Adam(params.lr_g, beta_1=params.beta_1)
     d_opt = tf.keras.optimizers.Adam(params.lr_d, beta_1=params.beta_1)
     bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)

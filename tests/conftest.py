@@ -11,7 +11,7 @@ SQUARES = (16, 16, 3)
 @pytest.fixture
 def prepared(tmp_path):
     """A crops file of 32 coloured squares (16×16×3, two breeds) and the policy augment writes for it."""
-    from doggan.crop import Crops, save_crops
+    from doggan.crops_file import Crops, save_crops
     from doggan.data_provider import augment_stage
     from doggan.params import AugmentParams
 

@@ -16,11 +16,11 @@ from doggan.crop import (
     decode,
     is_truncated,
     jpeg_size,
-    load_crops,
     reduction,
     resize,
     square_window,
 )
+from doggan.crops_file import load_crops
 from doggan.errors import DogganError
 from doggan.params import CropParams
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from doggan.crop import Crops, save_crops
+from doggan.crops_file import Crops, save_crops
 from doggan.data_provider import augment_stage, load_policy, make_dataset
 from doggan.errors import DogganError
 from doggan.params import AugmentParams

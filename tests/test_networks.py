@@ -4,13 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from doggan import networks
+from doggan.networks import blocks, dcgan
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (64, 64, 3), (32, 32, 3)])
 def test_models_fit_the_image_shape(shape):
-    g = networks.make_generator(16, shape, filters=32)
-    d = networks.make_discriminator(shape, filters=16)
+    g = dcgan.make_generator(16, shape, filters=32)
+    d = dcgan.make_discriminator(shape, filters=16)
     images = g(np.zeros((2, 16), np.float32), training=False)
     assert tuple(images.shape) == (2, *shape)
     assert np.abs(images.numpy()).max() <= 1.0
@@ -19,11 +19,11 @@ def test_models_fit_the_image_shape(shape):
 
 def test_sides_that_cannot_be_reached_are_refused():
     with pytest.raises(ValueError, match="image side 5"):
-        networks.upsampling_plan(5)
+        blocks.upsampling_plan(5)
 
 
 def test_spectral_norm_keeps_the_largest_singular_value_near_one():
-    d = networks.make_discriminator((16, 16, 1), filters=16, spectral_norm=True)
+    d = dcgan.make_discriminator((16, 16, 1), filters=16, spectral_norm=True)
     x = np.random.default_rng(0).standard_normal((4, 16, 16, 1)).astype("float32")
     for _ in range(30):
         d(x, training=True)
@@ -33,8 +33,8 @@ def test_spectral_norm_keeps_the_largest_singular_value_near_one():
 
 
 def test_conditional_generator_uses_the_class_and_survives_saving(tmp_path):
-    g = networks.make_generator(8, (16, 16, 3), filters=16, n_classes=3)
-    cbn = next(layer for layer in g.layers if isinstance(layer, networks.ConditionalBatchNorm))
+    g = dcgan.make_generator(8, (16, 16, 3), filters=16, n_classes=3)
+    cbn = next(layer for layer in g.layers if isinstance(layer, blocks.ConditionalBatchNorm))
     gamma = cbn.gamma.numpy()
     gamma[2] *= 3.0
     cbn.gamma.assign(gamma)
@@ -50,7 +50,7 @@ def test_conditional_generator_uses_the_class_and_survives_saving(tmp_path):
 
 
 def test_projection_discriminator_scores_depend_on_the_label():
-    d = networks.make_discriminator((16, 16, 3), filters=8, n_classes=4)
+    d = dcgan.make_discriminator((16, 16, 3), filters=8, n_classes=4)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
     a = d([np.repeat(x, 2, 0), np.array([0, 3], np.int32)], training=False).numpy()
     assert abs(a[0, 0] - a[1, 0]) > 1e-6

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from doggan import classic_networks, networks, params, sampling, submission, train_lib
-from doggan.crop import crop_stage, load_crops
+from doggan import networks, params, sampling, submission, train_lib
+from doggan.crop import crop_stage
+from doggan.crops_file import load_crops
 from doggan.data_provider import augment_stage
 from doggan.download import fetch
 from doggan.errors import DogganError
@@ -83,8 +84,8 @@ def test_each_preset_trains_a_few_steps_on_data_of_its_shape(name):
 
 def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     mnist = preset_params("dcgan-mnist")
-    g = classic_networks.make_generator(mnist, (28, 28, 1))
-    d = classic_networks.make_discriminator(mnist, (28, 28, 1))
+    g = networks.make_generator(mnist, (28, 28, 1))
+    d = networks.make_discriminator(mnist, (28, 28, 1))
     assert kernels(g) == kernels(d) == {5}
     strides = [layer.strides[0] for layer in d.layers if isinstance(layer, keras.layers.Conv2D)]
     assert strides == [2, 2, 2, 1]
@@ -98,10 +99,10 @@ def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     assert abs(float(tf.math.reduce_std(z)) - (1 / 3) ** 0.5) < 0.02  # uniform in [-1, 1], not normal
 
     dogs = preset_params("dcgan-dogs")
-    d = classic_networks.make_discriminator(dogs, (64, 64, 3))
+    d = networks.make_discriminator(dogs, (64, 64, 3))
     assert sum(isinstance(layer, keras.layers.SpectralNormalization) for layer in d.layers) == 5
     assert not [layer for layer in d.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
-    g = classic_networks.make_generator(dogs, (64, 64, 3))
+    g = networks.make_generator(dogs, (64, 64, 3))
     assert not [v for v in g.weights if v.name == "bias"]
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in g.layers) == 2
 

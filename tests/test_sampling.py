@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from doggan import networks, sampling
+from doggan import sampling
+from doggan.networks import dcgan
 
 
 def test_saved_generator_round_trips_and_draws_in_batches(tmp_path):
-    model = networks.make_generator(8, (28, 28, 1), filters=16)
+    model = dcgan.make_generator(8, (28, 28, 1), filters=16)
     model.save(tmp_path / sampling.GENERATOR_FILE)
     sampling.write_meta(tmp_path, sampling.Generator(model=None, z_dim=8, image_shape=(28, 28, 1)))
     gen = sampling.load_generator(tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from doggan import sampling
-from doggan.crop import Crops, save_crops
+from doggan.crops_file import Crops, save_crops
 from doggan.evaluation import real_stats_stage, score_images
 from doggan.params import EvalParams, TrainParams
 

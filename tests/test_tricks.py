@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from doggan import classic_networks, train_lib
+from doggan import networks, train_lib
 from doggan.params import AugmentParams, TrainParams
 
 HERE = Path(__file__).resolve()
@@ -89,16 +89,16 @@ def test_replay_changes_the_discriminator_update():
 # --- dropout, initialiser scale, biases -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("preset", ["default", "dcgan-mnist"])
-def test_dropout_reaches_both_networks_and_is_active_in_training(preset):
+@pytest.mark.parametrize("architecture", ["dcgan", "dcgan-mnist"])
+def test_dropout_reaches_both_networks_and_is_active_in_training(architecture):
     shape = (28, 28, 1)
     # without spectral norm, whose power iteration would also change D between two training calls
-    params = TrainParams(preset=preset, g_dropout=0.5, d_dropout=0.5, spectral_norm=False, **TINY)
+    params = TrainParams(architecture=architecture, g_dropout=0.5, d_dropout=0.5, spectral_norm=False, **TINY)
     off = params.model_copy(update={"g_dropout": 0.0, "d_dropout": 0.0})
     z = np.random.default_rng(0).uniform(-1, 1, (4, 8)).astype("float32")
     for p, rate in ((params, 0.5), (off, None)):
-        g = classic_networks.make_generator(p, shape)
-        d = classic_networks.make_discriminator(p, shape)
+        g = networks.make_generator(p, shape)
+        d = networks.make_discriminator(p, shape)
         for model, x in ((g, z), (d, np.tanh(np.random.default_rng(1).normal(size=(4, *shape))))):
             rates = {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
             assert rates == ({rate} if rate else set())
@@ -110,25 +110,25 @@ def test_dropout_reaches_both_networks_and_is_active_in_training(preset):
 @pytest.mark.parametrize("stddev", [0.02, 0.1])
 def test_init_stddev_sets_the_scale_of_the_weights(stddev):
     params = TrainParams(init_stddev=stddev, g_filters=64, d_filters=32, z_dim=64)
-    g = classic_networks.make_generator(params, (32, 32, 3))
-    d = classic_networks.make_discriminator(params, (32, 32, 3))
+    g = networks.make_generator(params, (32, 32, 3))
+    d = networks.make_discriminator(params, (32, 32, 3))
     for model in (g, d):
         kernels = [v.numpy() for v in model.weights if v.name == "kernel"]
         assert kernels
         for kernel in kernels:
             assert kernel.std() == pytest.approx(stddev, rel=0.1)
-    glorot = classic_networks.make_generator(params.model_copy(update={"init_stddev": 0.0}), (32, 32, 3))
+    glorot = networks.make_generator(params.model_copy(update={"init_stddev": 0.0}), (32, 32, 3))
     first = next(v.numpy() for v in glorot.weights if v.name == "kernel")
     fan_in, fan_out = first.shape
     assert first.std() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.1)
 
 
-@pytest.mark.parametrize("preset", ["default", "mlp-mnist", "dcgan-faces"])
-def test_use_bias_false_leaves_no_bias_variables(preset):
-    shape = (28, 28, 1) if preset != "dcgan-faces" else (40, 40, 3)
-    with_bias = TrainParams(preset=preset, use_bias=True, **TINY)
+@pytest.mark.parametrize("architecture", ["dcgan", "mlp", "dcgan-faces"])
+def test_use_bias_false_leaves_no_bias_variables(architecture):
+    shape = (28, 28, 1) if architecture != "dcgan-faces" else (40, 40, 3)
+    with_bias = TrainParams(architecture=architecture, use_bias=True, **TINY)
     without = with_bias.model_copy(update={"use_bias": False})
-    for make in (classic_networks.make_generator, classic_networks.make_discriminator):
+    for make in (networks.make_generator, networks.make_discriminator):
         assert [v for v in make(with_bias, shape).weights if v.name == "bias"]
         assert not [v for v in make(without, shape).weights if v.name == "bias"]
 

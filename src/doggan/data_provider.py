@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from doggan.crop import load_crops
+from doggan.crops_file import load_crops
 from doggan.errors import DogganError
 from doggan.files import write_json
 from doggan.grids import save_grid, to_uint8

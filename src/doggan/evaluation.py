@@ -50,7 +50,7 @@ def _batched(images: np.ndarray, batch_size: int):
 
 def _real_images(raw_dir: Path, crops_path: Path, eval_params: EvalParams) -> np.ndarray:
     if eval_params.real == "crops":
-        from doggan.crop import load_crops
+        from doggan.crops_file import load_crops
 
         images = load_crops(crops_path).images
         if images.shape[-1] != 3:

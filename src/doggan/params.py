@@ -82,6 +82,7 @@ class TrainParams(Section):
     """Training knobs. `preset` names a recipe whose values `Params` lays over these (doggan.presets)."""
 
     preset: presets.PresetName = "default"
+    architecture: Literal["dcgan", "mlp", "dcgan-mnist", "dcgan-faces", "dcgan-dogs"] = "dcgan"
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
@@ -129,6 +130,8 @@ class TrainParams(Section):
     def _ranges(self) -> TrainParams:
         _ordered("train.real_label_range", self.real_label_range)
         _ordered("train.fake_label_range", self.fake_label_range)
+        if self.conditional and self.architecture != "dcgan":
+            raise ValueError(f"train.architecture {self.architecture!r} has no class-conditional form")
         if self.replay_size and self.replay_size < self.batch_size:
             raise ValueError(
                 f"train.replay_size ({self.replay_size}) must hold at least one batch "

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from doggan import classic_networks, losses
-from doggan.crop import load_crops
+from doggan import losses, networks
+from doggan.crops_file import load_crops
 from doggan.data_provider import load_policy, make_dataset
 from doggan.errors import DogganError
 from doggan.files import atomic_path
@@ -189,11 +189,11 @@ def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int
     """Models and optimizers; call inside the strategy scope (optimizers are built here, not lazily).
 
     `n_classes` > 0 builds the class-conditional pair (conditional batch norm in G, projection in D).
-    The networks are those of `params.preset` (doggan.classic_networks).
+    The networks are those of `params.architecture` (doggan.networks).
     """
     keras.utils.set_random_seed(params.seed)
-    g = classic_networks.make_generator(params, image_shape, n_classes)
-    d = classic_networks.make_discriminator(params, image_shape, n_classes)
+    g = networks.make_generator(params, image_shape, n_classes)
+    d = networks.make_discriminator(params, image_shape, n_classes)
     lr_scale = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="lr_scale")
 
     def optimizer(base: float, steps: int):
@@ -210,7 +210,7 @@ def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int
     d_opt.build(d.trainable_variables)
     ema = None
     if params.ema_decay > 0:
-        ema = classic_networks.make_generator(params, image_shape, n_classes)
+        ema = networks.make_generator(params, image_shape, n_classes)
         ema.set_weights(g.get_weights())
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     replay = make_replay(params.replay_size, image_shape) if params.replay_size else None

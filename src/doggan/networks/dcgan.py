@@ -1,66 +1,14 @@
-"""DCGAN generator and discriminator, sized from the image shape (28×28×1 up to 64×64×3 and beyond)."""
+"""This project's DCGAN: a dense layer to a small map, 4×4 transposed convolutions with batch norm and
+ReLU, tanh out; a strided convolutional discriminator with LeakyReLU and spectral norm. Sized from the
+image shape (28×28×1 up to 64×64×3 and beyond); class-conditional when asked (conditional batch norm in
+G, a projection term in D)."""
 
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-
-def initializer(stddev: float, truncated: bool = False) -> keras.initializers.Initializer:
-    """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform."""
-    if not stddev:
-        return keras.initializers.GlorotUniform()
-    if truncated:
-        return keras.initializers.TruncatedNormal(stddev=stddev)
-    return keras.initializers.RandomNormal(stddev=stddev)
-
-
-def maybe_dropout(x, rate: float):
-    """Dropout at `rate` (active only when the model is called with training=True), or nothing at 0."""
-    return layers.Dropout(rate)(x) if rate else x
-
-
-def upsampling_plan(size: int) -> tuple[int, int]:
-    """(start side, number of 2× upsamplings) so that start · 2**n == size with a start of 3-7."""
-    start, n = size, 0
-    while start % 2 == 0 and start > 7:
-        start //= 2
-        n += 1
-    if n == 0:
-        raise ValueError(f"image side {size} cannot be reached by doubling from 3-7 pixels")
-    return start, n
-
-
-@keras.saving.register_keras_serializable(package="doggan")
-class ConditionalBatchNorm(layers.Layer):
-    """Batch norm whose scale and offset are looked up per class: how BigGAN conditions its generator."""
-
-    def __init__(self, n_classes: int, momentum: float = 0.9, **kwargs):
-        super().__init__(**kwargs)
-        self.n_classes, self.momentum = n_classes, momentum
-        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False, synchronized=True)
-
-    def build(self, input_shape):
-        x_shape = input_shape[0]
-        self.norm.build(x_shape)
-        channels = x_shape[-1]
-        self.gamma = self.add_weight(shape=(self.n_classes, channels), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(self.n_classes, channels), initializer="zeros", name="beta")
-
-    def call(self, inputs, training=None):
-        x, label = inputs
-        x = self.norm(x, training=training)
-        label = ops.reshape(ops.cast(label, "int32"), (-1,))
-        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
-        gamma = ops.reshape(ops.take(self.gamma, label, axis=0), shape)
-        beta = ops.reshape(ops.take(self.beta, label, axis=0), shape)
-        return x * ops.cast(gamma, x.dtype) + ops.cast(beta, x.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-    def get_config(self):
-        return {**super().get_config(), "n_classes": self.n_classes, "momentum": self.momentum}
+from doggan.networks.blocks import ConditionalBatchNorm, initializer, maybe_dropout, spectral, upsampling_plan
 
 
 def make_generator(
@@ -121,17 +69,14 @@ def make_discriminator(
     """
     init = initializer(init_stddev)
 
-    def sn(layer):
-        return layers.SpectralNormalization(layer) if spectral_norm else layer
-
     image = keras.Input(image_shape, name="image")
     x, side, width = image, image_shape[0], filters
     while side > 7 or side == image_shape[0]:
         conv = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=use_bias, kernel_initializer=init)
-        x = maybe_dropout(layers.LeakyReLU(0.2)(sn(conv)(x)), dropout)
+        x = maybe_dropout(layers.LeakyReLU(0.2)(spectral(conv, spectral_norm)(x)), dropout)
         side, width = (side + 1) // 2, min(width * 2, filters * 8)
     features = layers.Flatten()(x)
-    logit = sn(layers.Dense(1, use_bias=use_bias, kernel_initializer=init))(features)
+    logit = spectral(layers.Dense(1, use_bias=use_bias, kernel_initializer=init), spectral_norm)(features)
     inputs = image
     if n_classes:
         label = keras.Input((), dtype="int32", name="label")

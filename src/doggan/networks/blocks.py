@@ -1,0 +1,91 @@
+"""Building blocks shared by every architecture: initialisers, spectral norm, conditional batch norm,
+the tanh image head and the logit head."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+def initializer(stddev: float, truncated: bool = False) -> keras.initializers.Initializer:
+    """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform."""
+    if not stddev:
+        return keras.initializers.GlorotUniform()
+    if truncated:
+        return keras.initializers.TruncatedNormal(stddev=stddev)
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+def maybe_dropout(x, rate: float):
+    """Dropout at `rate` (active only when the model is called with training=True), or nothing at 0."""
+    return layers.Dropout(rate)(x) if rate else x
+
+
+def spectral(layer: layers.Layer, on: bool = True) -> layers.Layer:
+    """The layer wrapped in spectral normalization when `on` (normalises only when called with
+    training=True, running one power iteration per call)."""
+    return layers.SpectralNormalization(layer) if on else layer
+
+
+def upsampling_plan(size: int) -> tuple[int, int]:
+    """(start side, number of 2× upsamplings) so that start · 2**n == size with a start of 3-7."""
+    start, n = size, 0
+    while start % 2 == 0 and start > 7:
+        start //= 2
+        n += 1
+    if n == 0:
+        raise ValueError(f"image side {size} cannot be reached by doubling from 3-7 pixels")
+    return start, n
+
+
+def quarter(side: int, recipe: str) -> int:
+    """side / 4, for recipes that upsample twice by 2; other sides are refused."""
+    if side % 4:
+        raise ValueError(f"{recipe} upsamples twice by 2: the image side must be a multiple of 4, got {side}")
+    return side // 4
+
+
+def image_out(x, channels: int, kernel: int, use_bias: bool, init) -> keras.KerasTensor:
+    """A same-size transposed convolution to the image's channels, then tanh (images in [-1, 1])."""
+    conv = layers.Conv2DTranspose(
+        channels, kernel, padding="same", use_bias=use_bias, kernel_initializer=init
+    )
+    return layers.Activation("tanh", dtype="float32", name="image")(conv(x))
+
+
+def logit(x, use_bias: bool, init, spectral_norm: bool = False) -> keras.KerasTensor:
+    """One (spectrally normalized) dense logit per example, in float32."""
+    dense = spectral(layers.Dense(1, use_bias=use_bias, kernel_initializer=init), spectral_norm)
+    return layers.Activation("linear", dtype="float32", name="logit")(dense(x))
+
+
+@keras.saving.register_keras_serializable(package="doggan")
+class ConditionalBatchNorm(layers.Layer):
+    """Batch norm whose scale and offset are looked up per class: how BigGAN conditions its generator."""
+
+    def __init__(self, n_classes: int, momentum: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.momentum = n_classes, momentum
+        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False, synchronized=True)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0]
+        self.norm.build(x_shape)
+        channels = x_shape[-1]
+        self.gamma = self.add_weight(shape=(self.n_classes, channels), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.n_classes, channels), initializer="zeros", name="beta")
+
+    def call(self, inputs, training=None):
+        x, label = inputs
+        x = self.norm(x, training=training)
+        label = ops.reshape(ops.cast(label, "int32"), (-1,))
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        gamma = ops.reshape(ops.take(self.gamma, label, axis=0), shape)
+        beta = ops.reshape(ops.take(self.beta, label, axis=0), shape)
+        return x * ops.cast(gamma, x.dtype) + ops.cast(beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "momentum": self.momentum}
