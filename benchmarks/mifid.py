@@ -33,10 +33,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from doggan import backbones, mifid, stages
+from doggan import backbones, mifid
 from doggan.params import EvalParams, Params, SubmissionParams, TrainParams
 from doggan.sample import write_sample
 from doggan.sampling import Generator, write_meta
+from doggan.stages import evaluate, outputs, real_stats
 from doggan.submission import submission_stage
 
 BATCH = 50
@@ -120,7 +121,7 @@ def fid_routes() -> None:
 def evaluate_stage(root: Path, n_photos: int, n_images: int) -> None:
     """(c): a project in `root` with photos and a submission; evaluate from cached statistics or not."""
     os.chdir(root)
-    write_sample(stages.RAW, n_photos, seed=0)
+    write_sample(outputs.RAW, n_photos, seed=0)
     model_dir = Path("models")
     model_dir.mkdir()
     from doggan.networks.dcgan import make_generator
@@ -129,34 +130,34 @@ def evaluate_stage(root: Path, n_photos: int, n_images: int) -> None:
     make_generator(train.z_dim, (64, 64, 3), train.g_filters).save(model_dir / "generator.keras")
     write_meta(model_dir, Generator(model=None, z_dim=train.z_dim))
     submission_stage(
-        model_dir, SubmissionParams(n_images=n_images), stages.SUBMISSION, stages.SUBMISSION_PREVIEW
+        model_dir, SubmissionParams(n_images=n_images), outputs.SUBMISSION, outputs.SUBMISSION_PREVIEW
     )
     params = Params(eval=EvalParams(backbone="standin"))
 
     def from_scratch():
-        stages.real_stats(params)
-        stages.evaluate(params)
+        real_stats.run(params)
+        evaluate.run(params)
 
     def cached():
         """Evaluate with data/raw moved away; True if it wrote fresh metrics while the photos were gone."""
-        before = stages.EVAL.stat().st_mtime_ns
-        stages.RAW.rename(away)
+        before = outputs.EVAL.stat().st_mtime_ns
+        outputs.RAW.rename(away)
         try:
-            stages.evaluate(params)
-            return not stages.RAW.exists() and stages.EVAL.stat().st_mtime_ns > before
+            evaluate.run(params)
+            return not outputs.RAW.exists() and outputs.EVAL.stat().st_mtime_ns > before
         finally:
-            away.rename(stages.RAW)
+            away.rename(outputs.RAW)
 
     away = Path("raw_moved_away")
     seconds, results = alternate({"scratch": from_scratch, "cached": cached})
-    stages.RAW.rename(away)
+    outputs.RAW.rename(away)
     try:
-        stages.real_stats(params)
+        real_stats.run(params)
         control = "real_stats still ran without them: the check proves nothing"
     except Exception as exc:
         control = f"real_stats without them fails ({type(exc).__name__}), so the move does hide them"
     finally:
-        away.rename(stages.RAW)
+        away.rename(outputs.RAW)
     print(f"(c) evaluate stage, stand-in backbone, {n_images:,} submitted PNGs, {n_photos:,} real photos")
     print(f"    real_stats then evaluate (statistics from the photos): {seconds['scratch']:6.1f} s")
     print(f"    evaluate, statistics cached, data/raw moved away:      {seconds['cached']:6.1f} s")

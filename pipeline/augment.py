@@ -1,8 +1,9 @@
-"""The augment stage (see doggan.stages.augment); reads params.yaml, or the file given with --params."""
+"""The augment stage (doggan.stages.augment); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import augment
 
 if __name__ == "__main__":
-    sys.exit(main(["augment", *sys.argv[1:]]))
+    sys.exit(runner.main(augment, sys.argv[1:]))

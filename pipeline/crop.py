@@ -1,8 +1,9 @@
-"""The crop stage (see doggan.stages.crop); reads params.yaml, or the file given with --params."""
+"""The crop stage (doggan.stages.crop); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import crop
 
 if __name__ == "__main__":
-    sys.exit(main(["crop", *sys.argv[1:]]))
+    sys.exit(runner.main(crop, sys.argv[1:]))

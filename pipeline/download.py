@@ -1,8 +1,9 @@
-"""The download stage (see doggan.stages.download); reads params.yaml, or the file given with --params."""
+"""The download stage (doggan.stages.download); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import download
 
 if __name__ == "__main__":
-    sys.exit(main(["download", *sys.argv[1:]]))
+    sys.exit(runner.main(download, sys.argv[1:]))

@@ -1,8 +1,9 @@
-"""The evaluate stage (see doggan.stages.evaluate); reads params.yaml, or the file given with --params."""
+"""The evaluate stage (doggan.stages.evaluate); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import evaluate
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(runner.main(evaluate, sys.argv[1:]))

@@ -1,8 +1,9 @@
-"""The real_stats stage (see doggan.stages.real_stats); reads params.yaml, or the file given with --params."""
+"""The real_stats stage (doggan.stages.real_stats); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import real_stats
 
 if __name__ == "__main__":
-    sys.exit(main(["real_stats", *sys.argv[1:]]))
+    sys.exit(runner.main(real_stats, sys.argv[1:]))

@@ -1,8 +1,9 @@
-"""The submission stage (see doggan.stages.submission); reads params.yaml, or the file given with --params."""
+"""The submission stage (doggan.stages.submission); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import submission
 
 if __name__ == "__main__":
-    sys.exit(main(["submission", *sys.argv[1:]]))
+    sys.exit(runner.main(submission, sys.argv[1:]))

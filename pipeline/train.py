@@ -1,8 +1,9 @@
-"""The train stage (see doggan.stages.train); reads params.yaml, or the file given with --params."""
+"""The train stage (doggan.stages.train); reads params.yaml, or the file given with --params."""
 
 import sys
 
-from doggan.cli import main
+from doggan import runner
+from doggan.stages import train
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(runner.main(train, sys.argv[1:]))

@@ -93,6 +93,52 @@ def test_status_is_clean_after_repro(repo):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def set_key(path, dotted, value):
+    yaml = YAML()
+    doc = yaml.load(path)
+    *parents, last = dotted.split(".")
+    node = doc
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    yaml.dump(doc, path)
+
+
+@pytest.mark.parametrize(
+    "key, value, stages",
+    [
+        ("mlp-mnist.crop.size", 32, {"crop"}),
+        ("dcgan-mnist.data.source", "cifar10", {"download"}),
+        ("mlp-mnist.augment.flip", True, {"augment"}),
+        ("biggan-dogs.train.lr_g", 0.0003, {"train"}),
+        ("biggan-dogs.submission.truncation", 0.9, {"submission"}),
+    ],
+)
+def test_a_preset_value_reaches_exactly_the_stages_that_read_it(repo, key, value, stages):
+    repo, env = repo
+    path = repo / "src/doggan/presets.yaml"
+    original = path.read_text()
+    set_key(path, key, value)
+    try:
+        result = subprocess.run(
+            ["dvc", "status", "--json"], cwd=repo, env=env, capture_output=True, text=True
+        )
+        assert set(json.loads(result.stdout)) == stages, result.stdout
+    finally:
+        path.write_text(original)
+
+
+def test_each_stage_records_the_params_it_used(repo):
+    repo, env = repo
+    used = YAML(typ="safe").load(repo / "reports/params/train.yaml")
+    assert used["train"]["epochs"] == 1 and used["train"]["architecture"] == "dcgan"
+    assert set(used["eval"]) == {"backbone", "protocol", "inception_graph", "n_images_train", "batch_size"}
+    crop = YAML(typ="safe").load(repo / "reports/params/crop.yaml")
+    assert crop == {"crop": crop["crop"], "train": {"preset": "default"}} and crop["crop"]["size"] == 64
+    shown = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
+    assert "reports/params/crop.yaml" in shown
+
+
 def test_changing_train_params_reruns_only_downstream(repo):
     repo, env = repo
     out = run(["dvc", "exp", "run", "-S", "train.epochs=2", "-n", "two-epochs"], repo, env)
@@ -116,10 +162,10 @@ def test_changing_train_params_reruns_only_downstream(repo):
         "backbone",
         "train_time_s",
         "steps",
-        "train.preset",
-        "train.epochs",
-        "train.batch_size",
-        "train.lr_g",
+        "params.yaml:train.preset",
+        "params.yaml:train.epochs",
+        "params.yaml:train.batch_size",
+        "params.yaml:train.lr_g",
     ], header
 
 

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
+import importlib
 import sys
-import time
+from types import ModuleType
 
 from doggan.errors import DogganError
+from doggan.runner import run_stage, setup_logging
+from doggan.stages import NAMES
 
-log = logging.getLogger("doggan")
+
+def _stage(name: str) -> ModuleType:
+    return importlib.import_module(f"doggan.stages.{name}")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from doggan.stages import STAGES
-
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn in STAGES.items():
-        stage = sub.add_parser(name, help=(fn.__doc__ or f"run the {name} stage").strip())
+    for name in NAMES:
+        stage = sub.add_parser(name, help=_stage(name).run.__doc__.strip())
         stage.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
     validate = sub.add_parser("validate", help="check a submission zip against Kaggle's rules")
     validate.add_argument("path", nargs="?", default="submission/images.zip")
@@ -55,19 +56,13 @@ def _run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
         )
         return 0
-    from doggan.stages import STAGES
-
-    p = params_lib.load(args.params)
-    start = time.perf_counter()
-    log.info("stage %s: started", args.command)
-    STAGES[args.command](p)
-    log.info("stage %s: done in %.1f s", args.command, time.perf_counter() - start)
+    run_stage(_stage(args.command), args.params)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    """Entry of the `doggan` command; a DogganError exits 2 with its message."""
+    setup_logging()
     args = _parser().parse_args(argv)
     try:
         return _run(args)
