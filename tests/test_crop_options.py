@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from doggan import params
 from doggan.annotations import Box
 from doggan.boxes import check_box
 from doggan.crop import crop_stage
 from doggan.crops_file import load_crops
-from doggan.params import CropParams
+from doggan.params import CropParams, ParamsError
 
 PARAMS = CropParams(size=32, workers=1, preview=4)
 RED, GREEN, BLUE, WHITE = (220, 20, 20), (20, 200, 20), (20, 20, 220), (250, 250, 250)
@@ -45,8 +46,8 @@ def write_raw(raw, photos: dict[str, bytes], notes: dict[str, bytes]) -> None:
 
 def run(tmp_path, **update):
     out = tmp_path / f"out-{'-'.join(f'{k}={v}' for k, v in sorted(update.items()))}"
-    params = PARAMS.model_copy(update=update)
-    report = crop_stage(tmp_path / "raw", params, out / "crops.npz", out / "report.json", out / "preview.png")
+    chosen = PARAMS.model_copy(update=update)
+    report = crop_stage(tmp_path / "raw", chosen, out / "crops.npz", out / "report.json", out / "preview.png")
     return report, load_crops(out / "crops.npz")
 
 
@@ -142,3 +143,9 @@ def test_whole_photos_add_one_crop_per_photo_last_with_the_photo_pixels(tmp_path
         at += n + 1
     assert at == len(crops.images)
     np.testing.assert_array_equal(np.stack(box_crops), boxes_only.images)
+
+
+def test_an_aspect_limit_below_one_is_refused_by_name():
+    with pytest.raises(ParamsError, match="crop.max_aspect must be 0 .off. or at least 1"):
+        params.parse({"crop": {"max_aspect": 0.5}})
+    assert params.parse({"crop": {"max_aspect": 1}}).crop.max_aspect == 1.0
