@@ -9,20 +9,13 @@ import pytest
 from PIL import Image
 
 from doggan.annotations import Box
-from doggan.crop import (
-    check_box,
-    crop_image,
-    crop_stage,
-    decode,
-    is_truncated,
-    jpeg_size,
-    reduction,
-    resize,
-    square_window,
-)
+from doggan.boxes import check_box, square_window
+from doggan.crop import crop_stage
 from doggan.crops_file import load_crops
 from doggan.errors import DogganError
 from doggan.params import CropParams
+from doggan.photo_crops import crop_image
+from doggan.photo_decode import decode, is_truncated, jpeg_size, reduction, resize
 
 PARAMS = CropParams(size=32, workers=1, preview=4)
 RED, BLUE = (220, 20, 20), (20, 20, 220)

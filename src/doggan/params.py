@@ -62,8 +62,16 @@ class CropParams(Section):
     interpolation_down: Interpolation = "area"
     interpolation_up: Interpolation = "cubic"
     min_box: int = Field(4, ge=1)
+    max_aspect: float = Field(0.0, ge=0.0)
+    whole_photos: Literal["off", "pad", "center"] = "off"
     workers: int = Field(0, ge=0)
     preview: int = Field(64, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _aspect_off_or_at_least_one(self) -> CropParams:
+        if 0.0 < self.max_aspect < 1.0:
+            raise ValueError(f"crop.max_aspect must be 0 (off) or at least 1, got {self.max_aspect}")
+        return self
 
 
 class AugmentParams(Section):
