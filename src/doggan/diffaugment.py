@@ -92,6 +92,7 @@ def translation(x: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor) -> tf.Tensor:
 
 
 def _shift(x: tf.Tensor, by: tf.Tensor, axis: int) -> tf.Tensor:
+    """Each image's pixel i along `axis` taken from i + by (zero where that falls outside the image)."""
     size = x.shape[axis]
     source = tf.range(size)[None, :] + by[:, None]
     inside = (source >= 0) & (source < size)
