@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -20,6 +20,7 @@ from doggan.errors import DogganError
 log = logging.getLogger("doggan")
 Interpolation = Literal["area", "nearest", "linear", "cubic", "lanczos"]
 Range = Annotated[tuple[float, float], Field(strict=False)]
+DIFF_OPS = ("color", "translation", "cutout")  # DiffAugment's ops (doggan.diffaugment), in the order applied
 
 
 class ParamsError(DogganError):
@@ -33,6 +34,18 @@ class Section(BaseModel):
 def _ordered(name: str, value: tuple[float, float]) -> None:
     if value[0] > value[1]:
         raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+
+
+def split_ops(policy: str) -> tuple[str, ...]:
+    """The DiffAugment ops a comma list such as augment.diff names, in the order they are applied."""
+    names = {name.strip() for name in policy.split(",") if name.strip()}
+    unknown = sorted(names - set(DIFF_OPS))
+    if unknown:
+        raise ValueError(
+            f"unknown DiffAugment op {', '.join(unknown)}; expected a comma list of "
+            f"{', '.join(DIFF_OPS)}, or '' (off)"
+        )
+    return tuple(op for op in DIFF_OPS if op in names)
 
 
 class DataParams(Section):
@@ -75,6 +88,7 @@ class CropParams(Section):
 
 
 class AugmentParams(Section):
+    diff: str = ""
     flip: bool = True
     brightness: float = Field(0.0, ge=0.0, le=1.0)
     contrast: float = Field(0.0, ge=0.0, le=1.0)
@@ -84,6 +98,12 @@ class AugmentParams(Section):
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = 0
     preview: int = Field(64, ge=1, le=1024)
+
+    @field_validator("diff")
+    @classmethod
+    def _diff_ops(cls, value: str) -> str:
+        split_ops(value)
+        return value
 
 
 class TrainParams(Section):
