@@ -89,9 +89,9 @@ def evaluate(p: Params) -> None:
 
 
 def submission(p: Params) -> None:
-    from doggan import submission
+    from doggan.submission_writer import submission_stage
 
-    submission.submission_stage(MODELS, p.submission, SUBMISSION, SUBMISSION_PREVIEW)
+    submission_stage(MODELS, p.submission, SUBMISSION, SUBMISSION_PREVIEW)
 
 
 STAGES = {
