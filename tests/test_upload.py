@@ -73,7 +73,7 @@ def test_upload_errors_are_explained(good_zip):
 
 @pytest.mark.usefixtures("kaggle_home")
 def test_submit_without_credentials_says_how_to_set_them_up(good_zip, explains_kaggle_setup):
-    with pytest.raises(DogganError, match="kaggle.json") as err:
+    with pytest.raises(DogganError) as err:
         upload.submit(good_zip, "generative-dog-images", message="m")
     explains_kaggle_setup(str(err.value))
 
