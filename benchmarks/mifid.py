@@ -38,7 +38,7 @@ from doggan.params import EvalParams, Params, SubmissionParams, TrainParams
 from doggan.sample import write_sample
 from doggan.sampling import Generator, write_meta
 from doggan.stages import evaluate, outputs, real_stats
-from doggan.submission import submission_stage
+from doggan.submission_writer import submission_stage
 
 BATCH = 50
 SIZE = 299

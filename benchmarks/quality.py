@@ -78,7 +78,9 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
     )
     summary = train_lib.train_stage(run_paths, p.train, p.eval)
     gen = sampling.load_generator(out / "models")
-    images = np.concatenate(list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation)))
+    images = np.concatenate(
+        list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation))
+    )
     scored = evaluation.score_images(images, paths["stats"], p.eval)
     GRIDS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}.png")

@@ -25,7 +25,8 @@ from PIL import Image
 from doggan.grids import to_uint8
 from doggan.params import SubmissionParams, TrainParams
 from doggan.sampling import Generator, load_generator, write_meta
-from doggan.submission import submission_stage, validate
+from doggan.submission import validate
+from doggan.submission_writer import submission_stage
 
 
 def save_generator(model_dir: Path) -> None:

@@ -1,11 +1,20 @@
+import functools
+import io
 import os
+import re
+import warnings
+import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from doggan.submission import N_IMAGES  # noqa: E402
 
 SQUARES = (16, 16, 3)
+KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -55,3 +64,92 @@ def run_train():
         return out, summary
 
     return run
+
+
+# --- submission zips ------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _png(size=(64, 64), mode="RGB", seed=0) -> bytes:
+    """A small real PNG: a smooth gradient with a little noise, so it compresses but is not flat."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    ramp = np.add.outer(np.arange(h), np.arange(w)) * 2 + rng.integers(0, 4, (h, w))
+    rgb = np.stack([ramp, ramp[::-1], np.full((h, w), 90)], -1).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _encode(image) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_zip(path, images=N_IMAGES, odd=None, extra=()):
+    """A real zip of PNGs named 0.png, 1.png …: `images` copies of one 64×64 RGB PNG, or the PNGs of
+    an array of uint8 images; `odd` maps a name to other bytes; `extra` (name, bytes) entries follow,
+    a name ending in '/' being a folder."""
+    if isinstance(images, int):
+        entries = [(f"{i}.png", _png()) for i in range(images)]
+    else:
+        entries = [(f"{i}.png", _encode(image)) for i, image in enumerate(images)]
+    odd = odd or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # duplicate names, on purpose
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in [*entries, *extra]:
+                zf.writestr(name, odd.get(name, data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def png():
+    """`png(size=(64, 64), mode="RGB", seed=0)`: the bytes of a small real PNG."""
+    return _png
+
+
+@pytest.fixture(scope="session")
+def png_zip():
+    """`png_zip(path, images=10_000, odd={name: bytes}, extra=[(name, bytes)])`: see `_png_zip`."""
+    return _png_zip
+
+
+@pytest.fixture(scope="session")
+def good_zip(tmp_path_factory):
+    """A valid submission, built once: 10,000 64×64 RGB PNGs at the root of submission/images.zip."""
+    return _png_zip(tmp_path_factory.mktemp("good") / "submission" / "images.zip")
+
+
+# --- Kaggle credentials ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kaggle_home(tmp_path, monkeypatch):
+    """An empty home folder and no Kaggle variables in the environment: no Kaggle credentials anywhere."""
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def kaggle_key():
+    """A made-up Kaggle API key, for the checks that no message shows it."""
+    return KAGGLE_KEY
+
+
+@pytest.fixture(scope="session")
+def explains_kaggle_setup():
+    """`check(text)`: a message about missing credentials says where to put them, and shows no key."""
+
+    def check(text):
+        assert "Kaggle credentials not found" in text, text
+        assert re.search(r"~/\.kaggle/kaggle\.json \(chmod 600\).*KAGGLE_USERNAME", text), text
+        assert KAGGLE_KEY not in text
+
+    return check

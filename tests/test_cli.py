@@ -1,36 +1,9 @@
 """`doggan validate` and `doggan submit` as a user runs them: exit codes and what they print."""
 
-import io
-import zipfile
-
-import numpy as np
 import pytest
-from PIL import Image
 
 from doggan.cli import main
 from doggan.submission import N_IMAGES
-
-
-def png(size=(64, 64)) -> bytes:
-    ramp = np.add.outer(np.arange(size[1]), np.arange(size[0])).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(np.stack([ramp, ramp, ramp[::-1]], -1), "RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_zip(path, n=N_IMAGES, odd=None):
-    """A zip of n 64×64 PNGs named 0.png …; `odd` maps a name to other bytes."""
-    good, odd = png(), odd or {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        for i in range(n):
-            zf.writestr(f"{i}.png", odd.get(f"{i}.png", good))
-    return path
-
-
-@pytest.fixture(scope="module")
-def good_zip(tmp_path_factory):
-    return write_zip(tmp_path_factory.mktemp("cli") / "submission/images.zip")
 
 
 @pytest.fixture
@@ -51,8 +24,8 @@ def test_validate_defaults_to_the_pipeline_output(good_zip, monkeypatch, capsys)
     assert capsys.readouterr().out == "submission/images.zip: valid submission\n"
 
 
-def test_validate_prints_one_line_per_problem_and_exits_1(tmp_path, capsys):
-    path = write_zip(tmp_path / "bad.zip", n=N_IMAGES - 1, odd={"3.png": png((65, 64))})
+def test_validate_prints_one_line_per_problem_and_exits_1(tmp_path, png, png_zip, capsys):
+    path = png_zip(tmp_path / "bad.zip", N_IMAGES - 1, odd={"3.png": png((65, 64))})
     assert main(["validate", str(path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         f"{path}: 9,999 images at the zip root, expected exactly 10,000; missing 9999.png",
@@ -79,20 +52,17 @@ def test_submit_dry_run_with_a_competition_option(good_zip, params_file, capsys)
     assert "to generative-dog-images with message: m" in capsys.readouterr().out
 
 
-def test_submit_refuses_an_invalid_zip(tmp_path, params_file, capsys):
-    path = write_zip(tmp_path / "bad.zip", n=10)
+def test_submit_refuses_an_invalid_zip(tmp_path, png_zip, params_file, capsys):
+    path = png_zip(tmp_path / "bad.zip", 10)
     assert main(["submit", "--path", str(path), "--params", str(params_file), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: not uploading an invalid submission\n")
     assert "10 images at the zip root, expected exactly 10,000" in err
 
 
+@pytest.mark.usefixtures("kaggle_home")
 def test_submit_without_credentials_says_how_to_set_them_up(
-    good_zip, params_file, tmp_path, monkeypatch, capsys
+    good_zip, params_file, explains_kaggle_setup, capsys
 ):
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
     assert main(["submit", "--path", str(good_zip), "--params", str(params_file), "-m", "m"]) == 2
-    err = capsys.readouterr().err
-    assert "Kaggle credentials not found" in err and "KAGGLE_USERNAME" in err
+    explains_kaggle_setup(capsys.readouterr().err)

@@ -12,8 +12,6 @@ from doggan.errors import DogganError
 from doggan.params import DataParams
 from doggan.sample import write_sample
 
-KEY = "0123456789abcdef0123456789abcdef"
-
 
 class HTTPError(OSError):
     """Shaped like requests.HTTPError: an OSError with the response attached."""
@@ -120,20 +118,19 @@ def test_a_truncated_download_is_an_error_naming_it(tmp_path, sample):
         fetch(params, tmp_path / "raw", api=FakeKaggle(competition_zip(sample)[:-5000]))
 
 
-def test_forbidden_competition_says_to_accept_the_rules(tmp_path, monkeypatch):
-    monkeypatch.setenv("KAGGLE_KEY", KEY)
+def test_forbidden_competition_says_to_accept_the_rules(tmp_path, kaggle_key, monkeypatch):
+    monkeypatch.setenv("KAGGLE_KEY", kaggle_key)
     params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
     with pytest.raises(DogganError, match=r"kaggle\.com/c/generative-dog-images/rules") as err:
         fetch(params, tmp_path / "raw", api=FakeKaggle(b"", status=403))
-    assert KEY not in str(err.value)
+    assert kaggle_key not in str(err.value)
 
 
-def test_missing_credentials_say_where_to_put_them(tmp_path, monkeypatch):
-    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    with pytest.raises(DogganError, match=r"kaggle\.json.*KAGGLE_USERNAME"):
+@pytest.mark.usefixtures("kaggle_home")
+def test_missing_credentials_say_where_to_put_them(tmp_path, explains_kaggle_setup):
+    with pytest.raises(DogganError) as err:
         fetch(DataParams(source="kaggle", download_dir=str(tmp_path / "dl")), tmp_path / "raw")
+    explains_kaggle_setup(str(err.value))
 
 
 def test_stanford_is_normalised_into_the_competition_layout(tmp_path, sample):

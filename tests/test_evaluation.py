@@ -1,9 +1,7 @@
 """real_stats and evaluate on real archives, with the stand-in backbone."""
 
-import io
 import json
 import logging
-import zipfile
 
 import numpy as np
 import pytest
@@ -16,14 +14,6 @@ from doggan.photos import iter_photos
 from doggan.sample import write_sample
 
 PARAMS = EvalParams(backbone="standin", batch_size=64)
-
-
-def write_zip(path, images):
-    with zipfile.ZipFile(path, "w") as zf:
-        for i, image in enumerate(images):
-            buffer = io.BytesIO()
-            Image.fromarray(image).save(buffer, format="PNG")
-            zf.writestr(f"{i}.png", buffer.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +34,9 @@ def test_stats_hold_features_moments_and_backbone(stats):
     assert arrays["thumbnails"].shape == (80, 32, 32, 3)
 
 
-def test_resubmitted_real_images_are_flagged_and_paired(stats, caplog):
+def test_resubmitted_real_images_are_flagged_and_paired(stats, png_zip, caplog):
     real = np.concatenate(list(iter_photos(stats / "raw", 64, 64)))
-    write_zip(stats / "copies.zip", real[:40])
+    png_zip(stats / "copies.zip", real[:40])
     with caplog.at_level(logging.WARNING, logger="doggan"):
         metrics = evaluate_stage(
             stats / "copies.zip", stats / "stats.npz", PARAMS, stats / "m.json", stats / "plots"
@@ -60,7 +50,7 @@ def test_resubmitted_real_images_are_flagged_and_paired(stats, caplog):
     assert json.loads((stats / "m.json").read_text())["backbone"] == "standin"
 
 
-def test_an_honest_submission_is_not_penalised(stats, caplog):
+def test_an_honest_submission_is_not_penalised(stats, png_zip, caplog):
     rng = np.random.default_rng(1)
     blobs = np.stack(
         [
@@ -70,7 +60,7 @@ def test_an_honest_submission_is_not_penalised(stats, caplog):
             for _ in range(40)
         ]
     )
-    write_zip(stats / "honest.zip", blobs)
+    png_zip(stats / "honest.zip", blobs)
     with caplog.at_level(logging.WARNING, logger="doggan"):
         metrics = evaluate_stage(
             stats / "honest.zip", stats / "stats.npz", PARAMS, stats / "h.json", stats / "plots"
@@ -89,9 +79,9 @@ def test_missing_statistics_say_which_stage_to_run(tmp_path):
         evaluate_stage(tmp_path / "x.zip", tmp_path / "none.npz", PARAMS, tmp_path / "m.json", tmp_path)
 
 
-def test_an_explicit_backbone_other_than_the_stored_one_is_refused(stats):
+def test_an_explicit_backbone_other_than_the_stored_one_is_refused(stats, png_zip):
     blobs = np.random.default_rng(2).integers(0, 256, (8, 64, 64, 3), np.uint8)
-    write_zip(stats / "few.zip", blobs)
+    png_zip(stats / "few.zip", blobs)
     other = EvalParams(backbone="keras_imagenet", batch_size=64)
     with pytest.raises(
         DogganError, match="made with the standin backbone.*eval.backbone is keras_imagenet.*real_stats"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from doggan import networks, params, sampling, submission, train_lib
+from doggan import networks, params, sampling, submission, submission_writer, train_lib
 from doggan.crop import crop_stage
 from doggan.crops_file import load_crops
 from doggan.data_provider import augment_stage
@@ -158,8 +158,8 @@ def test_an_mnist_preset_runs_download_to_a_scored_submission(tmp_path, monkeypa
     meta = json.loads((out / "models" / "generator.json").read_text())
     assert meta["noise"] == "uniform" and meta["image_shape"] == [28, 28, 1]
     zip_path = out / "submission" / "images.zip"
-    submission.submission_stage(out / "models", p.submission, zip_path, out / "preview.png")
+    submission_writer.submission_stage(out / "models", p.submission, zip_path, out / "preview.png")
     assert submission.validate(zip_path, n_images=12) == []
     refused = p.submission.model_copy(update={"resize": False})
     with pytest.raises(DogganError, match=r"\(28, 28, 1\) images.*submission\.resize: true"):
-        submission.submission_stage(out / "models", refused, out / "other.zip", out / "preview.png")
+        submission_writer.submission_stage(out / "models", refused, out / "other.zip", out / "preview.png")

@@ -76,7 +76,7 @@ def step_inputs(params, step=0):
     }
 
 
-def test_step_loss_is_computed_from_the_smoothed_flipped_targets(prepared):
+def test_step_loss_is_computed_from_the_smoothed_flipped_targets():
     params = TrainParams(loss="gan", label_noise=0.3, **TINY)
     strategy, gan = single_replica(params)
     inputs = step_inputs(params)
@@ -100,7 +100,7 @@ def test_step_loss_is_computed_from_the_smoothed_flipped_targets(prepared):
     assert abs(stats[0] - hard) > 1e-3
 
 
-def test_each_optimizer_applies_its_own_cosine_rate(prepared):
+def test_each_optimizer_applies_its_own_cosine_rate():
     params = TrainParams(lr_g=1e-3, lr_d=4e-3, lr_schedule="cosine", **TINY)
     total = 6
     strategy, gan = single_replica(params, total)
@@ -116,7 +116,7 @@ def test_each_optimizer_applies_its_own_cosine_rate(prepared):
 
 
 @pytest.mark.parametrize("flags", [{"mixed_precision": True}, {"jit_compile": True}])
-def test_mixed_precision_and_xla_steps_run_on_cpu(prepared, flags):
+def test_mixed_precision_and_xla_steps_run_on_cpu(flags):
     params = TrainParams(**TINY, **flags)
     if params.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -134,7 +134,7 @@ def test_mixed_precision_and_xla_steps_run_on_cpu(prepared, flags):
 
 
 @pytest.mark.parametrize(("step", "decay"), [(0, 0.1), (2, 0.25), (1000, 0.9)])
-def test_ema_follows_the_generator_with_its_warmed_up_decay(prepared, step, decay):
+def test_ema_follows_the_generator_with_its_warmed_up_decay(step, decay):
     params = TrainParams(ema_decay=0.9, **TINY)
     strategy, gan = single_replica(params)
     gan.step.assign(step)
@@ -229,7 +229,7 @@ def test_conditional_training_records_class_proportions(prepared, run_train):
     assert next(sampling.generate(gen, 6, batch_size=6)).shape == (6, *SHAPE)
 
 
-def test_instance_noise_is_annealed_to_zero_and_reaches_the_discriminator(prepared):
+def test_instance_noise_is_annealed_to_zero_and_reaches_the_discriminator():
     params = TrainParams(instance_noise=0.4, instance_noise_epochs=2, **TINY)
     sigmas = [float(train_lib.instance_noise_std(s, params, steps_per_epoch=4)) for s in (0, 4, 8, 12)]
     assert sigmas == pytest.approx([0.4, 0.2, 0.0, 0.0])

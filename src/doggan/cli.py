@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{args.path}: valid submission")
         return 1 if problems else 0
     if args.command == "submit":
-        from doggan.submission import submit
+        from doggan.upload import submit
 
         p = params_lib.load(args.params)
         submit(
