@@ -1,6 +1,7 @@
 """Feature extractors: loaders run on tiny models saved in the real formats; the stand-in discriminates."""
 
 import os
+import socket
 import tarfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -14,6 +15,16 @@ from doggan import backbones, mifid
 from doggan.errors import DogganError
 from doggan.photos import iter_photos
 from doggan.sample import write_sample
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    """An empty doggan cache and Kaggle's graph at a closed port: `auto` finds no graph to download."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DOGGAN_CACHE", str(tmp_path / "doggan_cache"))
+    monkeypatch.setenv("DOGGAN_INCEPTION_URL", f"http://127.0.0.1:{port}/inception-2015-12-05.tgz")
 
 
 def tiny_inception_graph() -> bytes:

@@ -1,3 +1,4 @@
+import hashlib
 import io
 import pickle
 import zipfile
@@ -258,3 +259,110 @@ def test_a_damaged_cached_dataset_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     with pytest.raises(DogganError, match="mnist.npz: not the mnist dataset as Keras caches it"):
         fetch(DataParams(source="mnist"), tmp_path / "raw")
+
+
+# --- data already on this machine (data.source local), on read-only trees --------------------------------
+
+
+def snapshot(root: Path) -> dict:
+    """Every path under `root` with its mode, size, modification time and content digest."""
+    state = {}
+    for path in sorted([root, *root.rglob("*")]):
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        state[path.relative_to(root).as_posix()] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+    return state
+
+
+@pytest.fixture
+def read_only():
+    """Make a tree read only (chmod -R a-w) and return its snapshot; write permission comes back after."""
+    frozen = []
+
+    def freeze(root: Path) -> dict:
+        frozen.append(root)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return snapshot(root)
+
+    yield freeze
+    for root in frozen:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def unpack(files: dict, root: Path) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+COMPETITION = ("all-dogs.zip", "Annotation.zip")
+
+
+def local_tree(sample: Path, root: Path, layout: str) -> None:
+    """The sample laid out as notebook hosts mount the competition or Stanford Dogs."""
+    photos, notes = members(sample / "all-dogs.zip"), members(sample / "Annotation.zip")
+    if layout == "competition zips":
+        unpack({f"generative-dog-images/{n}": (sample / n).read_bytes() for n in COMPETITION}, root)
+    elif layout == "kaggle folders":
+        unpack({f"input/generative-dog-images/all-dogs/{n}": d for n, d in photos.items()}, root)
+        unpack({f"input/generative-dog-images/Annotation/{n}": d for n, d in notes.items()}, root)
+    else:
+        stanford = members(io.BytesIO(stanford_zip(sample)))
+        unpack({f"stanford-dogs-dataset/{n}": d for n, d in stanford.items()}, root)
+
+
+@pytest.mark.parametrize("layout", ["competition zips", "kaggle folders", "stanford folders"])
+def test_local_source_reads_a_read_only_tree_into_the_competition_layout(tmp_path, sample, read_only, layout):
+    root = tmp_path / "mount"
+    local_tree(sample, root, layout)
+    before = read_only(root)
+    summary = fetch(DataParams(source="local", path=str(root)), tmp_path / "raw")
+    assert snapshot(root) == before, "nothing under data.path changed or was added"
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(COMPETITION)
+    for name in COMPETITION:
+        assert members(tmp_path / "raw" / name) == members(sample / name)
+    assert summary == {"source": "local", "images": 6, "annotations": 6}
+
+
+def test_local_source_with_a_partial_layout_says_what_it_found(tmp_path, sample, read_only):
+    root = tmp_path / "mount"
+    unpack({f"input/all-dogs/{n}": d for n, d in members(sample / "all-dogs.zip").items()}, root)
+    before = read_only(root)
+    with pytest.raises(DogganError) as err:
+        fetch(DataParams(source="local", path=str(root)), tmp_path / "raw")
+    message = str(err.value)
+    assert f"data.path {root}: incomplete dog data, no annotations" in message
+    assert f"found: all-dogs folder {root / 'input/all-dogs/all-dogs'} (6 files)" in message
+    assert snapshot(root) == before
+    assert not list((tmp_path / "raw").glob("*.zip"))
+
+
+def test_local_source_names_a_missing_folder_and_a_damaged_zip(tmp_path, sample, read_only):
+    with pytest.raises(DogganError, match="data.path .*nowhere: not a folder"):
+        fetch(DataParams(source="local", path=str(tmp_path / "nowhere")), tmp_path / "raw")
+    root = tmp_path / "mount"
+    local_tree(sample, root, "competition zips")
+    photos = root / "generative-dog-images/all-dogs.zip"
+    photos.write_bytes(photos.read_bytes()[:-300])
+    before = read_only(root)
+    with pytest.raises(DogganError, match=f"{photos}: not the competition's all-dogs.zip"):
+        fetch(DataParams(source="local", path=str(root)), tmp_path / "raw")
+    assert snapshot(root) == before
+    assert not (tmp_path / "raw/all-dogs.zip").exists()
+
+
+def test_local_source_refuses_an_output_folder_under_data_path(tmp_path, sample, read_only):
+    root = tmp_path / "project"
+    local_tree(sample, root, "competition zips")
+    unpack({"data/raw/all-dogs.zip": b"kept"}, root)
+    before = read_only(root)
+    with pytest.raises(DogganError, match="holds the output folder"):
+        fetch(DataParams(source="local", path=str(root)), root / "data/raw")
+    assert snapshot(root) == before
+
+
+def test_local_source_needs_a_path():
+    with pytest.raises(ValueError, match="data.source 'local' needs data.path"):
+        DataParams(source="local")

@@ -2,6 +2,7 @@
 
 - `tf2015`: the 2015 TensorFlow Inception graph (classify_image_graph_def.pb) of Kaggle's public
   leaderboard and the original FID code; input `ExpandDims:0` in 0-255, output `pool_3:0`.
+  Downloaded once into doggan's cache (doggan.weights), also by `auto` when the network allows.
 - `keras_imagenet`: Keras InceptionV3 with ImageNet weights, 2048 pooled features.
 - `nasnet`: Keras NASNetLarge with ImageNet weights, 4032 features (Kaggle's private leaderboard).
 - `standin`: a fixed-seed random convolutional network for machines with no weights. It tells
@@ -10,8 +11,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,19 +21,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from doggan import weights as weights_lib
 from doggan.errors import DogganError
+from doggan.weights import Located, keras_cache
 
 log = logging.getLogger("doggan")
 
-GRAPH_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 GRAPH_FILE = "classify_image_graph_def.pb"
-KERAS_WEIGHTS = {
-    "keras_imagenet": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "nasnet": "nasnet_large_no_top.h5",
-}
+KERAS_WEIGHTS = {name: spec.name for name, spec in weights_lib.KERAS.items()}
 STANDIN_SEED = 2019
 STANDIN_WIDTHS = (16, 32, 64, 128)
 STANDIN_FLOOR = 1e-3
+PUBLIC_HINT = "`doggan weights` downloads Kaggle's graph ahead of time, or set eval.inception_graph to a copy"
+PRIVATE_HINT = "`doggan weights --private` downloads NASNetLarge's ImageNet weights ahead of time"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ class Backbone:
     kaggle_comparable: bool
     reason: str
     extract: Callable[[tf.Tensor], tf.Tensor]  # uint8 (B, H, W, 3) -> float32 (B, dim)
+    origin: Located = weights_lib.STANDIN
+
+
+def provenance(backbone: Backbone) -> dict:
+    """Where the backbone's weights came from, as recorded in reports: path | cache | url | standin."""
+    return {
+        "weights_source": backbone.origin.source,
+        "weights": backbone.origin.path,
+        "weights_url": backbone.origin.url,
+    }
 
 
 def _compiled(extract: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -49,23 +60,19 @@ def _compiled(extract: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor]
     return tf.function(extract, reduce_retracing=True)
 
 
-def keras_cache() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+def _locate_graph(source: str) -> Located:
+    """The graph file: a path as given, or a URL's download in doggan's cache ("" = Kaggle's graph)."""
+    if "://" not in source and source:
+        return Located(source, "path")
+    spec = weights_lib.inception()
+    if source and source != spec.url:  # another URL: its own file in the cache, named after the URL
+        tag = hashlib.sha256(source.encode()).hexdigest()[:12]
+        spec = weights_lib.Spec(f"{tag}-{Path(source.split('?')[0]).name}", source)
+    return weights_lib.fetch(spec)
 
 
-def _read_graph_def(source: str) -> bytes:
-    """The serialized GraphDef from a .pb or the .tgz it ships in, a path or a URL (cached once)."""
-    import keras
-
-    if "://" in source:
-        try:
-            source = keras.utils.get_file(Path(source).name, source, cache_subdir="doggan")
-        except Exception as exc:  # keras raises urllib/OSError/ValueError variants
-            raise DogganError(
-                f"{source}: cannot download the Inception graph ({type(exc).__name__}); download "
-                f"{GRAPH_URL} yourself and set eval.inception_graph to the file"
-            ) from None
-    path = Path(source)
+def _read_graph_def(path: Path) -> bytes:
+    """The serialized GraphDef from a .pb or the .tgz it ships in."""
     if not path.is_file():
         raise DogganError(f"{path}: Inception graph not found (eval.inception_graph)")
     if path.name.endswith((".tgz", ".tar.gz")):
@@ -80,11 +87,14 @@ def _read_graph_def(source: str) -> bytes:
     return path.read_bytes()
 
 
-def tf2015(source: str, reason: str = "") -> Backbone:
-    """The frozen 2015 Inception graph, fed batches: its input is re-mapped to a batch placeholder."""
+def tf2015(source: str = "", reason: str = "") -> Backbone:
+    """The frozen 2015 Inception graph (a path or URL; "" = Kaggle's, from the cache or downloaded
+    once), fed batches: its input is re-mapped to a batch placeholder."""
+    origin = _locate_graph(source)
+    source = source or origin.url
     graph_def = tf.compat.v1.GraphDef()
     try:
-        graph_def.ParseFromString(_read_graph_def(source))
+        graph_def.ParseFromString(_read_graph_def(Path(origin.path)))
     except Exception as exc:  # protobuf DecodeError and friends
         if isinstance(exc, DogganError):
             raise
@@ -104,13 +114,14 @@ def tf2015(source: str, reason: str = "") -> Backbone:
     def extract(images):
         return tf.reshape(forward(tf.cast(images, tf.float32)), [tf.shape(images)[0], dim])
 
-    return Backbone("tf2015", dim, True, reason or f"graph {source}", _compiled(extract))
+    return Backbone("tf2015", dim, True, reason or f"graph {source}", _compiled(extract), origin)
 
 
 def keras_application(name: str, weights: str | None = None, reason: str = "") -> Backbone:
     """InceptionV3 (299) or NASNetLarge (331), pooled, resized on the device.
 
-    `weights`: a file Keras loads (its cached ImageNet .h5, or a .weights.h5); by default ImageNet's.
+    `weights`: a file Keras loads (its cached ImageNet .h5, or a .weights.h5); by default ImageNet's,
+    downloaded once into the Keras cache under the name and checksum Keras uses.
     """
     import keras
 
@@ -118,13 +129,20 @@ def keras_application(name: str, weights: str | None = None, reason: str = "") -
         "keras_imagenet": (keras.applications.InceptionV3, 299, keras.applications.inception_v3),
         "nasnet": (keras.applications.NASNetLarge, 331, keras.applications.nasnet),
     }[name]
-    source = weights or "imagenet"
     supply = (
         f"place {KERAS_WEIGHTS[name]} (Keras's ImageNet weights without the top, .h5) in {keras_cache()}, "
         "where Keras downloads it when online, or load a .h5/.weights.h5 file of this architecture"
     )
     if weights and not Path(weights).is_file():
         raise DogganError(f"{weights}: {name} weights file not found; {supply}")
+    if weights:
+        origin = Located(weights, "cache" if Path(weights).parent == keras_cache() else "path")
+    else:
+        try:
+            origin = weights_lib.fetch(weights_lib.keras_weights(name), keras_cache())
+        except weights_lib.WeightsUnavailable as exc:
+            raise weights_lib.WeightsUnavailable(f"{name}: {exc}; {supply}") from None
+    source = origin.path
     try:
         model = app(include_top=False, pooling="avg", weights=source, input_shape=(size, size, 3))
     except Exception as exc:  # download errors, corrupt or mismatched h5 files
@@ -137,7 +155,7 @@ def keras_application(name: str, weights: str | None = None, reason: str = "") -
         return model(preprocess.preprocess_input(x), training=False)
 
     return Backbone(
-        name, int(model.output_shape[-1]), True, reason or f"weights {source}", _compiled(extract)
+        name, int(model.output_shape[-1]), True, reason or f"weights {source}", _compiled(extract), origin
     )
 
 
@@ -169,9 +187,14 @@ def standin(reason: str = "requested") -> Backbone:
 
 
 def load(name: str, inception_graph: str = "", private: bool = False) -> Backbone:
-    """The named backbone; `auto` takes the best available without touching the network."""
+    """The named backbone. `auto` takes the best available: eval.inception_graph, else Kaggle's graph
+    (from the cache, or downloaded once when the network allows), else cached Keras weights, else
+    the stand-in; with `private`, NASNetLarge from the Keras cache, else the stand-in."""
     if name == "tf2015":
-        return tf2015(inception_graph or GRAPH_URL)
+        try:
+            return tf2015(inception_graph)
+        except weights_lib.WeightsUnavailable as exc:
+            raise weights_lib.WeightsUnavailable(f"{exc}; {PUBLIC_HINT}") from None
     if name in KERAS_WEIGHTS:
         return keras_application(name)
     if name == "standin":
@@ -180,20 +203,23 @@ def load(name: str, inception_graph: str = "", private: bool = False) -> Backbon
         cached = keras_cache() / KERAS_WEIGHTS["nasnet"]
         if cached.is_file():
             return keras_application("nasnet", str(cached), f"auto: cached {cached.name}")
-        return _standin_fallback("no NASNetLarge weights in " + str(keras_cache()))
+        return _standin_fallback(f"no NASNetLarge weights in {keras_cache()}", PRIVATE_HINT)
     if inception_graph:
         return tf2015(inception_graph, f"auto: eval.inception_graph {inception_graph}")
+    try:
+        return tf2015("", "auto: Kaggle's 2015 Inception graph")
+    except weights_lib.WeightsUnavailable as exc:
+        unavailable = str(exc)
     cached = keras_cache() / KERAS_WEIGHTS["keras_imagenet"]
     if cached.is_file():
+        log.warning("MiFID backbone: %s; using the cached Keras InceptionV3 instead", unavailable)
         return keras_application("keras_imagenet", str(cached), f"auto: cached {cached.name}")
-    return _standin_fallback(f"no eval.inception_graph and no InceptionV3 weights in {keras_cache()}")
+    return _standin_fallback(f"{unavailable}; no InceptionV3 weights in {keras_cache()}", PUBLIC_HINT)
 
 
-def _standin_fallback(why: str) -> Backbone:
+def _standin_fallback(why: str, hint: str) -> Backbone:
     log.warning(
-        "MiFID backbone: offline stand-in (%s). Its numbers are NOT comparable with Kaggle's; set "
-        "eval.inception_graph or place Keras ImageNet weights in the Keras cache for real scores.",
-        why,
+        "MiFID backbone: offline stand-in, whose numbers are NOT comparable with Kaggle's (%s); %s", why, hint
     )
     return standin(f"auto: {why}")
 

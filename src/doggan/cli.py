@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--competition", default=None, help="defaults to submission.competition")
     submit.add_argument("--params", default="params.yaml")
     submit.add_argument("--dry-run", action="store_true", help="validate and print, upload nothing")
+    weights = sub.add_parser("weights", help="download Kaggle's Inception graph into the cache ahead of time")
+    weights.add_argument("--private", action="store_true", help="also NASNetLarge's ImageNet weights")
     return parser
 
 
@@ -55,6 +57,12 @@ def _run(args: argparse.Namespace) -> int:
             message=args.message,
             dry_run=args.dry_run,
         )
+        return 0
+    if args.command == "weights":
+        from doggan.weights import prefetch
+
+        for located in prefetch(args.private):
+            print(f"{located.path}: {located.source} ({located.url})")
         return 0
     run_stage(_stage(args.command), args.params)
     return 0

@@ -81,6 +81,7 @@ def real_stats_stage(raw_dir: Path, crops_path: Path, eval_params: EvalParams, o
             "backbone_reason": backbone.reason,
             "kaggle_comparable": backbone.kaggle_comparable,
             "dim": backbone.dim,
+            **backbones.provenance(backbone),
         }
     thumbs = np.stack([np.asarray(Image.fromarray(i).resize((THUMB, THUMB), Image.LANCZOS)) for i in images])
     with atomic_path(out_path, suffix=".npz") as tmp:
@@ -163,6 +164,7 @@ def evaluate_stage(
             backbone=backbone.name,
             backbone_reason=meta[protocol]["backbone_reason"],
             kaggle_comparable=backbone.kaggle_comparable,
+            **backbones.provenance(backbone),
         )
         prefix = "" if protocol == protocols(eval_params)[0] else f"{protocol}_"
         metrics.update({prefix + k: v for k, v in result.items()})

@@ -49,13 +49,14 @@ def split_ops(policy: str) -> tuple[str, ...]:
 
 
 class DataParams(Section):
-    source: Literal["sample", "kaggle", "stanford", "folder", "mnist", "cifar10"] = "sample"
+    source: Literal["sample", "kaggle", "stanford", "folder", "local", "mnist", "cifar10"] = "sample"
     sample_images: int = Field(300, ge=8, le=100_000)
     max_images: int = Field(0, ge=0)
     sample_seed: int = 0
     competition: str = "generative-dog-images"
     dataset: str = "jessicali9530/stanford-dogs-dataset"
     folder: str = ""
+    path: str = ""
     download_dir: str = "data/download"
 
     @model_validator(mode="after")
@@ -64,6 +65,11 @@ class DataParams(Section):
             raise ValueError(
                 "data.source 'folder' needs data.folder (a folder or zip of images); "
                 "presets that train on photos of your own, such as dcgan-faces, set data.source to folder"
+            )
+        if self.source == "local" and not self.path:
+            raise ValueError(
+                "data.source 'local' needs data.path (the folder holding all-dogs and Annotation, "
+                "as zips or extracted, or Stanford Dogs' images and annotations)"
             )
         return self
 
