@@ -2,6 +2,7 @@ import functools
 import io
 import os
 import re
+import socket
 import warnings
 import zipfile
 
@@ -15,6 +16,17 @@ from doggan.submission import N_IMAGES  # noqa: E402
 
 SQUARES = (16, 16, 3)
 KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    """An empty doggan cache and Kaggle's graph at a closed port: `eval.backbone: auto` finds no graph
+    to download, so no test reaches the network, online or not."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DOGGAN_CACHE", str(tmp_path / "doggan_cache"))
+    monkeypatch.setenv("DOGGAN_INCEPTION_URL", f"http://127.0.0.1:{port}/inception-2015-12-05.tgz")
 
 
 @pytest.fixture

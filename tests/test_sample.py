@@ -4,6 +4,7 @@ import zipfile
 from PIL import Image
 
 from doggan.annotations import parse
+from doggan.photos import iter_photos
 from doggan.sample import BREEDS, write_sample
 
 
@@ -52,3 +53,14 @@ def test_photos_vary_in_size_and_boxes_lie_inside_them(tmp_path):
             for box in parse(notes.read(name)):
                 assert 0 <= box.xmin < box.xmax <= width and 0 <= box.ymin < box.ymax <= height
     assert len(sizes) > 20
+
+
+def test_dogs_come_in_poses_and_photos_in_different_light(tmp_path):
+    """Sitting dogs fill tall boxes, lying and running ones wide boxes; photos range from dim to bright."""
+    write_sample(tmp_path, 60, seed=5)
+    with zipfile.ZipFile(tmp_path / "Annotation.zip") as notes:
+        boxes = [box for name in notes.namelist() for box in parse(notes.read(name))]
+    aspects = [(b.xmax - b.xmin) / (b.ymax - b.ymin) for b in boxes]
+    assert min(aspects) < 0.85 and max(aspects) > 1.7
+    brightness = [image.mean() for batch in iter_photos(tmp_path, 64, 64) for image in batch]
+    assert min(brightness) < 70 and max(brightness) > 180

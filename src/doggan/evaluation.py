@@ -1,8 +1,9 @@
 """Real-image statistics (computed once per dataset and backbone) and MiFID of a submission.
 
 The real_stats stage stores, per protocol, the backbone's features of the real images with their
-mean and covariance, plus small thumbnails for the memorization grid; evaluate then never reads
-the raw photos. Numbers from different backbones are never mixed: evaluate uses the backbone the
+mean and covariance and the memorization threshold for that backbone (doggan.memorization), plus
+small thumbnails for the memorization grid and descriptor; evaluate then never reads the raw
+photos. Numbers from different backbones are never mixed: evaluate uses the backbone the
 statistics were made with, and refuses a mismatch.
 """
 
@@ -18,16 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from doggan import backbones, mifid
+from doggan import backbones, memorization, mifid
 from doggan.errors import DogganError
 from doggan.files import atomic_path, write_json
-from doggan.grids import save_grid
 from doggan.params import EvalParams
 
 log = logging.getLogger("doggan")
 
-EPS = {"public": mifid.KAGGLE_EPS_PUBLIC, "private": mifid.KAGGLE_EPS_PRIVATE}
-THUMB = 32
 WARN_MARGIN = 1.2  # warn when the memorization distance is within 20% of the threshold
 
 
@@ -62,8 +60,10 @@ def _real_images(raw_dir: Path, crops_path: Path, eval_params: EvalParams) -> np
 
 
 def real_stats_stage(raw_dir: Path, crops_path: Path, eval_params: EvalParams, out_path: Path) -> None:
-    """Features, mean and covariance of the real images under each protocol's backbone."""
+    """Features, mean and covariance of the real images under each protocol's backbone, and the
+    memorization threshold for it (Kaggle's, or calibrated on held-out real images)."""
     images = _real_images(Path(raw_dir), Path(crops_path), eval_params)
+    thumbs = memorization.thumbnails(images)
     arrays: dict[str, np.ndarray] = {}
     meta: dict = {
         "real": eval_params.real,
@@ -75,15 +75,27 @@ def real_stats_stage(raw_dir: Path, crops_path: Path, eval_params: EvalParams, o
         log.info("real_stats (%s): %d images through %s", protocol, len(images), backbone.name)
         feats = backbones.features(backbone, _batched(images, eval_params.batch_size))
         mu, sigma = mifid.statistics(feats)
+        calibration = memorization.calibrate(backbone.name, protocol, feats, thumbs)
         arrays.update({f"{protocol}_features": feats, f"{protocol}_mu": mu, f"{protocol}_sigma": sigma})
+        arrays[f"{protocol}_heldout"] = calibration["heldout"]
         meta[protocol] = {
             "backbone": backbone.name,
             "backbone_reason": backbone.reason,
             "kaggle_comparable": backbone.kaggle_comparable,
             "dim": backbone.dim,
             **backbones.provenance(backbone),
+            "memorization": calibration["record"],
         }
-    thumbs = np.stack([np.asarray(Image.fromarray(i).resize((THUMB, THUMB), Image.LANCZOS)) for i in images])
+        log.info(
+            "real_stats (%s): memorization eps %.4f (%s); held-out real images sit %.4f (%d%% quantile) "
+            "and %.4f (median) from the rest",
+            protocol,
+            calibration["record"]["eps"],
+            calibration["record"]["eps_source"],
+            calibration["record"]["heldout_distance"],
+            round(100 * memorization.HELDOUT_QUANTILE),
+            calibration["record"]["heldout_median"],
+        )
     with atomic_path(out_path, suffix=".npz") as tmp:
         np.savez(tmp, meta=np.array(json.dumps(meta)), thumbnails=thumbs, **arrays)
 
@@ -109,16 +121,34 @@ def read_submission(zip_path: Path, limit: int = 0) -> np.ndarray:
         return np.stack([np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB")) for n in names])
 
 
+def real_reference(meta: dict, arrays: dict, protocol: str) -> dict:
+    """What generated images are matched against: the real features, or the thumbnails' descriptors."""
+    reference = {"features": arrays[f"{protocol}_features"]}
+    if meta[protocol]["memorization"]["memorization_space"] == "thumbnails":
+        reference["descriptors"] = memorization.descriptors(arrays["thumbnails"])
+    return reference
+
+
 def score(
-    images: np.ndarray, meta: dict, arrays: dict, protocol: str, backbone: backbones.Backbone, batch_size: int
-):
-    """MiFID of uint8 images against stored statistics; also the nearest real image of each."""
+    images: np.ndarray,
+    meta: dict,
+    arrays: dict,
+    protocol: str,
+    backbone: backbones.Backbone,
+    batch_size: int,
+    reference: dict | None = None,
+) -> tuple[dict, memorization.Match]:
+    """MiFID of uint8 images against stored statistics, with the stored threshold; and the nearest
+    real image of each. `reference`: `real_reference` of these statistics, when already made."""
     feats = backbones.features(backbone, _batched(images, batch_size))
     mu, sigma = mifid.statistics(feats)
     fid = mifid.frechet_distance(mu, sigma, arrays[f"{protocol}_mu"], arrays[f"{protocol}_sigma"])
-    distances, nearest = mifid.nearest_cosine_distance(feats, arrays[f"{protocol}_features"])
-    result = mifid.mifid_from(fid, float(distances.mean()), EPS[protocol])
-    return result, distances, nearest
+    threshold = meta[protocol]["memorization"]
+    reference = reference or real_reference(meta, arrays, protocol)
+    found = memorization.match(threshold["memorization_space"], feats, images, reference)
+    result = mifid.mifid_from(fid, float(found.distances.mean()), threshold["eps"])
+    result.update(threshold, memorized_fraction=float(np.mean(found.distances < threshold["eps"])))
+    return result, found
 
 
 def stored_backbone(meta: dict, protocol: str, eval_params: EvalParams, stats_path: Path) -> str:
@@ -128,6 +158,8 @@ def stored_backbone(meta: dict, protocol: str, eval_params: EvalParams, stats_pa
     """
     if protocol not in meta:
         raise DogganError(f"{stats_path}: no {protocol} statistics; re-run real_stats")
+    if "memorization" not in meta[protocol]:
+        raise DogganError(f"{stats_path}: no memorization threshold (older statistics); re-run real_stats")
     stored = meta[protocol]["backbone"]
     if eval_params.backbone not in ("auto", stored):
         raise DogganError(
@@ -136,16 +168,6 @@ def stored_backbone(meta: dict, protocol: str, eval_params: EvalParams, stats_pa
             "or set eval.backbone back"
         )
     return stored
-
-
-def _memorization_grid(path: Path, images, thumbnails, distances, nearest, n: int = 8) -> None:
-    """Pairs of (generated image, its nearest real image), closest pairs first."""
-    order = np.argsort(distances)[:n]
-    pairs = []
-    for i in order:
-        real = np.asarray(Image.fromarray(thumbnails[nearest[i]]).resize(images.shape[1:3], Image.NEAREST))
-        pairs += [images[i], real]
-    save_grid(path, np.stack(pairs), cols=2, scale=2)
 
 
 def evaluate_stage(
@@ -158,9 +180,8 @@ def evaluate_stage(
     for protocol in protocols(eval_params):
         name = stored_backbone(meta, protocol, eval_params, real_stats_path)
         backbone = load_backbone(eval_params, protocol, name)
-        result, distances, nearest = score(images, meta, arrays, protocol, backbone, eval_params.batch_size)
+        result, found = score(images, meta, arrays, protocol, backbone, eval_params.batch_size)
         result.update(
-            eps=EPS[protocol],
             backbone=backbone.name,
             backbone_reason=meta[protocol]["backbone_reason"],
             kaggle_comparable=backbone.kaggle_comparable,
@@ -170,17 +191,19 @@ def evaluate_stage(
         metrics.update({prefix + k: v for k, v in result.items()})
         if not backbone.kaggle_comparable:
             log.warning("MiFID from the %s backbone is not comparable with Kaggle's scores", backbone.name)
-        if result["distance"] < WARN_MARGIN * EPS[protocol]:
+        if result["distance"] < WARN_MARGIN * result["eps"]:
             log.warning(
-                "memorization: distance %.4f is within 20%% of the threshold %.2f; Kaggle would penalise "
-                "or disqualify copies of training images (see %s)",
+                "memorization: distance %.4f is within 20%% of the threshold %.4f (%s), %.0f%% of the images "
+                "closer than it; Kaggle would penalise or disqualify copies of training images (see %s)",
                 result["distance"],
-                EPS[protocol],
+                result["eps"],
+                result["eps_source"],
+                100 * result["memorized_fraction"],
                 Path(plots_dir) / "memorization.png",
             )
         if protocol == protocols(eval_params)[0]:
-            _memorization_grid(
-                Path(plots_dir) / "memorization.png", images, arrays["thumbnails"], distances, nearest
+            memorization.save_pairs(
+                Path(plots_dir) / "memorization.png", images, arrays["thumbnails"], found, result["eps"]
             )
     write_json(metrics_path, metrics)
     log.info(
@@ -211,9 +234,18 @@ def score_images(images_uint8: np.ndarray, real_stats_path: Path, eval_params: E
         backbone = load_backbone(
             eval_params, protocol, stored_backbone(meta, protocol, eval_params, real_stats_path)
         )
-        _cache.update(key=key, meta=meta, arrays=arrays, protocol=protocol, backbone=backbone)
+        reference = real_reference(meta, arrays, protocol)
+        _cache.update(
+            key=key, meta=meta, arrays=arrays, protocol=protocol, backbone=backbone, reference=reference
+        )
     c = _cache
-    result, _, _ = score(
-        images_uint8, c["meta"], c["arrays"], c["protocol"], c["backbone"], eval_params.batch_size
+    result, _ = score(
+        images_uint8,
+        c["meta"],
+        c["arrays"],
+        c["protocol"],
+        c["backbone"],
+        eval_params.batch_size,
+        c["reference"],
     )
     return result
