@@ -58,16 +58,18 @@ def decode_rate(path: Path, rounds: int = 3) -> tuple[Crops, float]:
     return crops, best
 
 
-def pipeline_rate(crops: Crops, policy: AugmentParams, params: TrainParams, batches: int) -> float:
-    """Images/s drawn from the train stage's dataset, after a few warm-up batches."""
+def pipeline_rate(crops: Crops, policy: AugmentParams, params: TrainParams, batches: int) -> dict:
+    """Images drawn from the train stage's dataset per second and per CPU-second of this process
+    (which other processes on the machine do not lower), after a few warm-up batches."""
     iterator = iter(train_lib.train_dataset(crops.images, crops.labels, policy, params, 0))
     for _ in range(5):
         next(iterator)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         batch = next(iterator)
     batch["images"].numpy()
-    return batches * params.batch_size / (time.perf_counter() - began)
+    n = batches * params.batch_size
+    return {"wall": n / (time.perf_counter() - began), "cpu": n / (time.process_time() - cpu)}
 
 
 def main() -> None:
@@ -86,11 +88,11 @@ def main() -> None:
         f"{os.cpu_count()} CPU cores"
     )
     print(f"{'decode (load_crops)':>24}: {decode:10.1f} images/s")
-    for name, value in pipeline.items():
-        print(f"{'pipeline, ' + name:>24}: {value:10.1f} images/s")
+    for name, rate in pipeline.items():
+        print(f"{'pipeline, ' + name:>24}: {rate['wall']:10.1f} images/s ({rate['cpu']:.0f} per CPU-second)")
     print(f"{'train step (dcgan)':>24}: {step:10.1f} images/s")
-    for name, value in pipeline.items():
-        print(f"ratio pipeline ({name}) / step: {value / step:.1f}")
+    for name, rate in pipeline.items():
+        print(f"ratio pipeline ({name}) / step: {rate['wall'] / step:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`doggan` command line: run any stage, validate a submission, upload it to Kaggle."""
+"""`doggan` command line: run any stage, validate a submission, upload it to Kaggle, draw images."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ log = logging.getLogger("doggan")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from doggan import generate
     from doggan.stages import STAGES
 
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--competition", default=None, help="defaults to submission.competition")
     submit.add_argument("--params", default="params.yaml")
     submit.add_argument("--dry-run", action="store_true", help="validate and print, upload nothing")
+    generate.add_parser(sub)
     return parser
 
 
@@ -44,6 +46,10 @@ def _run(args: argparse.Namespace) -> int:
         if not problems:
             print(f"{args.path}: valid submission")
         return 1 if problems else 0
+    if args.command == "generate":
+        from doggan.generate import run
+
+        return run(args)
     if args.command == "submit":
         from doggan.submission import submit
 
