@@ -1,4 +1,4 @@
-"""`doggan` command line: run any stage, validate a submission, upload it to Kaggle, draw images."""
+"""`doggan` command line: run any stage, validate a submission, upload it to Kaggle."""
 
 from __future__ import annotations
 
