@@ -49,6 +49,49 @@ def test_colour_and_translate_jitter_keep_range_and_shape():
     assert images.numpy().min() >= -1.0 and images.numpy().max() <= 1.0
 
 
+JITTERS = {
+    "flip": dict(flip=True),
+    "brightness": dict(brightness=0.2),
+    "contrast": dict(contrast=0.3),
+    "saturation": dict(saturation=0.5),
+    "hue": dict(hue=0.2),
+    "translate": dict(translate=0.25),
+}
+ALL_OFF = AugmentParams(flip=False, shuffle_buffer=1)
+
+
+@pytest.mark.parametrize("name", JITTERS)
+def test_each_jitter_alone_changes_the_images(name):
+    c = crops(n=16)
+    policy = ALL_OFF.model_copy(update=JITTERS[name])
+    plain = next(iter(make_dataset(c.images, c.labels, ALL_OFF, 16, seed=1)))[0].numpy()
+    jittered = next(iter(make_dataset(c.images, c.labels, policy, 16, seed=1)))[0].numpy()
+    changed = np.abs(jittered - plain).max(axis=(1, 2, 3)) > 0.01
+    assert changed.mean() >= (0.25 if name == "flip" else 1.0)
+    again = next(iter(make_dataset(c.images, c.labels, policy, 16, seed=1)))[0].numpy()
+    np.testing.assert_array_equal(jittered, again)
+
+
+def test_translate_shifts_each_image_with_reflected_borders():
+    c = crops(n=8)
+    policy = ALL_OFF.model_copy(update={"translate": 0.25})
+    shifted = next(iter(make_dataset(c.images, c.labels, policy, 8, seed=2)))[0].numpy()
+    padded = np.pad(c.images, [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+    back = np.rint((shifted + 1.0) * 127.5).astype(np.uint8)
+    for source, image in zip(padded, back, strict=True):
+        windows = [source[y : y + 16, x : x + 16] for y in range(9) for x in range(9)]
+        assert any(np.array_equal(w, image) for w in windows)
+    assert sum(np.array_equal(a, b) for a, b in zip(back, c.images, strict=True)) < 4
+
+
+def test_colour_jitters_keep_grey_pixels_grey():
+    grey = np.repeat(np.linspace(20, 235, 16 * 16 * 4).astype(np.uint8).reshape(4, 16, 16, 1), 3, axis=-1)
+    policy = AugmentParams(brightness=0.2, contrast=0.3, saturation=0.5, hue=0.5, shuffle_buffer=1)
+    images = next(iter(make_dataset(grey, np.zeros(4, np.int32), policy, 4, seed=5)))[0].numpy()
+    assert np.ptp(images, axis=-1).max() < 2 / 255
+    assert np.abs(images - (grey / 127.5 - 1.0)).max() > 0.05
+
+
 def test_augment_stage_writes_policy_and_preview(tmp_path):
     save_crops(tmp_path / "crops.npz", crops(channels=1))
     params = AugmentParams(translate=0.1, preview=9)

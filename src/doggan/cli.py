@@ -17,6 +17,8 @@ def _stage(name: str) -> ModuleType:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from doggan import generate
+
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in NAMES:
@@ -32,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="validate and print, upload nothing")
     weights = sub.add_parser("weights", help="download Kaggle's Inception graph into the cache ahead of time")
     weights.add_argument("--private", action="store_true", help="also NASNetLarge's ImageNet weights")
+    generate.add_parser(sub)
     return parser
 
 
@@ -47,6 +50,10 @@ def _run(args: argparse.Namespace) -> int:
         if not problems:
             print(f"{args.path}: valid submission")
         return 1 if problems else 0
+    if args.command == "generate":
+        from doggan.generate import run
+
+        return run(args)
     if args.command == "submit":
         from doggan.upload import submit
 

@@ -1,7 +1,7 @@
 """Load a trained generator and draw uint8 images from it in large batches.
 
 The train stage writes `generator.keras` (the EMA weights when EMA is on) beside `generator.json`,
-which records how to feed it: noise size and distribution, classes and their proportions.
+which records how to feed it: noise size and distribution, classes, their proportions and names.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Generator:
     n_classes: int = 0
     class_probs: tuple[float, ...] = ()
     image_shape: tuple[int, int, int] = (64, 64, 3)
+    breeds: tuple[str, ...] = ()  # the name of each class of a conditional model, when recorded
 
 
 def write_meta(model_dir: str | Path, gen: Generator) -> None:
@@ -38,6 +39,7 @@ def write_meta(model_dir: str | Path, gen: Generator) -> None:
             "n_classes": gen.n_classes,
             "class_probs": list(gen.class_probs),
             "image_shape": list(gen.image_shape),
+            "breeds": list(gen.breeds),
         },
     )
 
@@ -62,6 +64,7 @@ def load_generator(model_dir: str | Path) -> Generator:
         n_classes=int(meta.get("n_classes", 0)),
         class_probs=tuple(meta.get("class_probs", ())),
         image_shape=tuple(meta.get("image_shape", (64, 64, 3))),
+        breeds=tuple(meta.get("breeds", ())),
     )
 
 
@@ -106,3 +109,21 @@ def generate(
         inputs = [z, sample_labels(rng, b, gen.class_probs)] if gen.n_classes else z
         yield to_uint8(forward(inputs).numpy())
         done += b
+
+
+def render(
+    gen: Generator, z: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500
+) -> Iterator[np.ndarray]:
+    """Yield the uint8 images of given noise (and labels, for a conditional model), `batch_size` at a time."""
+    import tensorflow as tf
+
+    from doggan.grids import to_uint8
+
+    @tf.function(reduce_retracing=True)
+    def forward(inputs):
+        return gen.model(inputs, training=False)
+
+    for start in range(0, len(z), batch_size):
+        batch = z[start : start + batch_size]
+        inputs = [batch, labels[start : start + batch_size]] if gen.n_classes else batch
+        yield to_uint8(forward(inputs).numpy())
