@@ -82,7 +82,12 @@ def test_repro_writes_every_declared_output(repo):
     assert metrics["backbone"] == "standin"
     report = json.loads((repo / "reports/eval.json").read_text())
     assert report["n_generated"] == 200 and report["mifid"] == metrics["mifid"]
-    assert list(json.loads((repo / "metrics/train.json").read_text())) == ["train_time_s", "steps"]
+    assert list(json.loads((repo / "metrics/train.json").read_text())) == [
+        "train_time_s",
+        "steps",
+        "epoch",
+        "stopped_on_budget",
+    ]
     problems = validate(repo / "submission/images.zip")
     assert len(problems) == 1 and "expected exactly 10,000" in problems[0], problems
 

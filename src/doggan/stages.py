@@ -35,7 +35,7 @@ EVAL_PLOTS = Path("plots/eval")
 # The few numbers `dvc exp show` puts first, in this order; the full records are in reports/ and
 # dvclive/metrics.json. Keys of the private-leaderboard protocol carry a "private_" prefix.
 EVAL_HEADLINE = ("mifid", "fid", "distance", "backbone")
-TRAIN_HEADLINE = ("train_time_s", "steps", "best_mifid")
+TRAIN_HEADLINE = ("train_time_s", "steps", "epoch", "stopped_on_budget", "best_mifid")
 
 
 def headline(record: dict, keys: tuple[str, ...]) -> dict:
@@ -69,9 +69,8 @@ def augment(p: Params) -> None:
 def train(p: Params) -> None:
     from doggan import train_lib
 
-    summary = train_lib.train_stage(
-        CROPS, POLICY, p.train, p.eval, MODELS, CHECKPOINTS, LIVE, TRAIN_PLOTS, REAL_STATS
-    )
+    paths = train_lib.TrainPaths(CROPS, POLICY, REAL_STATS, MODELS, CHECKPOINTS, LIVE, TRAIN_PLOTS)
+    summary = train_lib.train_stage(paths, p.train, p.eval)
     write_json(TRAIN_METRICS, headline(summary, TRAIN_HEADLINE), sort_keys=False)
 
 
