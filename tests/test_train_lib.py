@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_params
 
-from doggan import losses, sampling, train_state, train_step
+from doggan import losses, sampling, train_lib, train_state, train_step
 from doggan.errors import DogganError
 from doggan.params import AugmentParams
 from doggan.train_inputs import instance_noise_std, train_dataset
@@ -136,6 +136,19 @@ def test_mixed_precision_and_xla_steps_run_on_cpu(prepared, flags):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_xla_refuses_a_discriminator_with_synchronized_batch_norm(prepared):
+    params = tiny_params(jit_compile=True)
+    strategy, gan = single_replica(params)
+    train_step.make_train_step(strategy, gan, params)  # the project's discriminators have none
+    with strategy.scope():
+        images = keras.Input(SHAPE)
+        x = keras.layers.BatchNormalization(synchronized=True)(keras.layers.Flatten()(images))
+        gan.discriminator = keras.Model(images, keras.layers.Dense(1)(x))
+    with pytest.raises(DogganError, match=r"train.jit_compile .* synchronized batch norm"):
+        train_step.make_train_step(strategy, gan, params)
+    train_step.make_train_step(strategy, gan, params.model_copy(update={"jit_compile": False}))
+
+
 @pytest.mark.parametrize(("step", "decay"), [(0, 0.1), (2, 0.25), (1000, 0.9)])
 def test_ema_follows_the_generator_with_its_warmed_up_decay(prepared, step, decay):
     params = tiny_params(ema_decay=0.9)
@@ -245,3 +258,40 @@ def test_instance_noise_is_annealed_to_zero_and_reaches_the_discriminator(prepar
         inputs = dict(step_inputs(params), sigma=tf.fill([params.batch_size], sigma))
         results.append(float(train_step.make_train_step(strategy, gan, params)(inputs)["d_loss"]))
     assert abs(results[0] - results[1]) > 1e-3
+
+
+def test_a_time_budget_ends_the_run_with_every_output_and_a_resumed_run_finishes_the_plan(
+    prepared, run_train
+):
+    # 6 ms: the stage's setup alone takes longer, so only the first step (always taken) fits.
+    params = tiny_params(epochs=5, time_budget_min=1e-4)
+    out, summary = run_train(prepared, params)
+    reached = summary["steps"]
+    assert summary["stopped_on_budget"] is True and 1 <= reached < 20
+    assert summary["epoch"] == (reached - 1) // 4 + 1
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith(f"ckpt-{reached}")
+    assert next(sampling.generate(sampling.load_generator(out / "models"), 4, batch_size=4)).shape == (
+        4,
+        *SHAPE,
+    )
+    assert (out / "plots" / "samples.png").is_file() and (out / "plots" / "progress.gif").is_file()
+    assert list((out / "plots" / "epochs").glob("*.png"))
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["stopped_on_budget"] is True and metrics["steps"] == reached
+    assert "d_loss" in metrics["train"]
+
+    resumed = params.model_copy(update={"resume": True, "time_budget_min": 0.0})
+    _, summary = run_train(prepared, resumed)
+    assert summary["start_step"] == reached and summary["steps"] == 20
+    assert summary["stopped_on_budget"] is False and summary["epoch"] == 5
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-20")
+
+
+def test_the_budget_counts_the_mifid_evaluation_an_epoch_end_will_run():
+    budget = train_lib.Budget(minutes=1.0, began=time.perf_counter() - 40.0)
+    assert budget.allows(evaluates=False)  # nothing measured yet: the first step is taken
+    budget.steps.append(1.0)
+    assert budget.allows(evaluates=True)  # no evaluation measured yet
+    budget.evaluations.append(30.0)
+    assert budget.allows(evaluates=False)
+    assert not budget.allows(evaluates=True)  # 40 s so far + 1 s step + 30 s evaluation > 60 s

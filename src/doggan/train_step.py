@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from doggan import losses
+from doggan.errors import DogganError
 from doggan.params import TrainParams
 from doggan.train_state import GAN, Replay
 
@@ -189,6 +190,20 @@ def update_ema(gan: GAN, params: TrainParams) -> None:
         e.assign(decay * e + (1.0 - decay) * w)
 
 
+def check_jit_compile(gan: GAN, params: TrainParams) -> None:
+    """Refuse train.jit_compile with a discriminator whose batch norm is synchronized: its all-reduce
+    across replicas would sit inside D's compiled pass, where no cross-replica call can run."""
+    if not params.jit_compile:
+        return
+    for layer in gan.discriminator._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized:
+            raise DogganError(
+                f"train.jit_compile with train.architecture {params.architecture!r}: the discriminator's "
+                f"synchronized batch norm ({layer.name}) all-reduces across replicas inside D's pass, which "
+                "XLA compiles per replica; set train.jit_compile: false"
+            )
+
+
 def make_train_step(
     strategy: tf.distribute.Strategy,
     gan: GAN,
@@ -201,6 +216,7 @@ def make_train_step(
 
     The step returns the global values of STEP_VALUES by name (d_skipped and g_skipped are 0 or 1).
     """
+    check_jit_compile(gan, params)
 
     def replica_step(inputs):
         result = losses_and_grads(gan, params, inputs, params.batch_size, replay)
