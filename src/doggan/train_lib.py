@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from doggan.crops_file import load_crops
+from doggan.crops_file import Crops, load_crops
 from doggan.data_provider import load_policy
 from doggan.errors import DogganError
 from doggan.params import EvalParams, TrainParams
@@ -103,6 +103,7 @@ class Run:
     budget: Budget
     steps_per_epoch: int
     total_steps: int
+    start: int  # the step this run started from
     step: int
     rollbacks: int = 0
 
@@ -125,7 +126,7 @@ def train_stage(paths: TrainPaths, params: TrainParams, eval_params: EvalParams)
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _generator_meta(crops, params: TrainParams) -> Generator:
+def _generator_meta(crops: Crops, params: TrainParams) -> Generator:
     """How the trained generator is fed: noise, classes and their proportions, image shape."""
     n_classes = len(crops.breeds) if params.conditional else 0
     counts = np.bincount(crops.labels, minlength=len(crops.breeds))
@@ -137,13 +138,6 @@ def _generator_meta(crops, params: TrainParams) -> Generator:
         class_probs=tuple(float(c) for c in counts / counts.sum()) if n_classes else (),
         image_shape=tuple(int(s) for s in crops.images.shape[1:]),
     )
-
-
-def _check_strategy(strategy: tf.distribute.Strategy, params: TrainParams) -> None:
-    """Refuse, before any training, a batch that does not split over the replicas."""
-    replicas = strategy.num_replicas_in_sync
-    if params.batch_size % replicas:
-        raise DogganError(f"train.batch_size {params.batch_size} does not split over {replicas} replicas")
 
 
 def _restore(gan: GAN, params: TrainParams, folder: Path, total_steps: int) -> tf.train.CheckpointManager:
@@ -167,58 +161,73 @@ def _restore(gan: GAN, params: TrainParams, folder: Path, total_steps: int) -> t
 def _train(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> dict:
     began = time.perf_counter()
     crops, policy = load_crops(paths.crops), load_policy(paths.policy)
-    n = len(crops.images)
-    if n < params.batch_size:
-        raise DogganError(f"{paths.crops}: {n} crops, fewer than train.batch_size ({params.batch_size})")
-    steps_per_epoch = n // params.batch_size
+    if len(crops.images) < params.batch_size:
+        raise DogganError(
+            f"{paths.crops}: {len(crops.images)} crops, fewer than train.batch_size ({params.batch_size})"
+        )
+    strategy = make_strategy(params.devices)
+    replicas = strategy.num_replicas_in_sync
+    if params.batch_size % replicas:
+        raise DogganError(f"train.batch_size {params.batch_size} does not split over {replicas} replicas")
+    scratch = None if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="doggan-worker-"))
+    run = _start_run(
+        paths if scratch is None else paths.outputs_under(scratch),
+        params,
+        eval_params,
+        strategy,
+        crops,
+        began,
+    )
+    dataset = train_dataset(crops.images, crops.labels, policy, params, run.start)
+    stopped = _train_steps(run, iter(strategy.experimental_distribute_dataset(dataset)), scratch is None)
+    run.manager.save(checkpoint_number=run.step)
+    summary = run.reporter.on_train_end(_summary(run, stopped))
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    budget_note = " (time budget reached)" if stopped else ""
+    log.info("trained %d steps in %.1f s%s", run.step - run.start, summary["train_time_s"], budget_note)
+    return summary
+
+
+def _start_run(
+    paths: TrainPaths,
+    params: TrainParams,
+    eval_params: EvalParams,
+    strategy: tf.distribute.Strategy,
+    crops: Crops,
+    began: float,
+) -> Run:
+    """Build the GAN in the strategy's scope, restore or clear its checkpoints, and open the reporter."""
+    steps_per_epoch = len(crops.images) // params.batch_size
     total_steps = steps_per_epoch * params.epochs
     meta = _generator_meta(crops, params)
-    strategy = make_strategy(params.devices)
-    _check_strategy(strategy, params)
-    scratch = None if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="doggan-worker-"))
-    paths = paths if scratch is None else paths.outputs_under(scratch)
-    log.info(
-        "training on %d replica(s): %d steps over %d crops", strategy.num_replicas_in_sync, total_steps, n
-    )
+    replicas, n = strategy.num_replicas_in_sync, len(crops.images)
+    log.info("training on %d replica(s): %d steps over %d crops", replicas, total_steps, n)
     with strategy.scope():
         gan = build_gan(meta.image_shape, params, total_steps, meta.n_classes)
     manager = _restore(gan, params, paths.checkpoints, total_steps)
     start = int(gan.step.numpy())
     reporter = EpochReporter(paths, params, eval_params, gan, meta, resume=params.resume and start > 0)
-    run = Run(
-        params,
-        strategy,
-        gan,
-        manager,
-        reporter,
-        Budget(params.time_budget_min, began),
-        steps_per_epoch,
-        total_steps,
-        start,
-    )
-    dataset = train_dataset(crops.images, crops.labels, policy, params, start)
-    stopped = _train_steps(run, iter(strategy.experimental_distribute_dataset(dataset)), scratch is None)
-    manager.save(checkpoint_number=run.step)
-    elapsed = time.perf_counter() - began
-    summary = {
-        "start_step": start,
+    budget = Budget(params.time_budget_min, began)
+    return Run(params, strategy, gan, manager, reporter, budget, steps_per_epoch, total_steps, start, start)
+
+
+def _summary(run: Run, stopped: bool) -> dict:
+    """The run's record: steps and epoch reached, whether the time budget stopped it, speed, rollbacks,
+    skipped updates."""
+    elapsed = time.perf_counter() - run.budget.began
+    return {
+        "start_step": run.start,
         "steps": run.step,
         "epoch": run.epoch_of(run.step),
-        "epochs": params.epochs,
+        "epochs": run.params.epochs,
         "stopped_on_budget": stopped,
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": run.strategy.num_replicas_in_sync,
         "train_time_s": round(elapsed, 2),
-        "images_per_s": round((run.step - start) * params.batch_size / max(elapsed, 1e-9), 1),
+        "images_per_s": round((run.step - run.start) * run.params.batch_size / max(elapsed, 1e-9), 1),
         "rollbacks": run.rollbacks,
-        **reporter.skipped,
+        **run.reporter.skipped,
     }
-    summary = reporter.on_train_end(summary)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
-    log.info(
-        "trained %d steps in %.1f s%s", run.step - start, elapsed, " (time budget reached)" if stopped else ""
-    )
-    return summary
 
 
 def _step_picker(run: Run):

@@ -8,6 +8,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -17,6 +18,9 @@ from doggan.grids import save_grid, to_uint8
 from doggan.params import EvalParams, TrainParams
 from doggan.sampling import GENERATOR_FILE, Generator, generate, sample_noise, write_meta
 from doggan.train_state import GAN, current_rate
+
+if TYPE_CHECKING:
+    from doggan.train_lib import TrainPaths
 
 SAMPLE_GRID = 64
 MEAN_VALUES = ("d_loss", "g_loss", "d_real", "d_fake")
@@ -60,12 +64,18 @@ class EpochReporter:
     """
 
     def __init__(
-        self, paths, params: TrainParams, eval_params: EvalParams, gan: GAN, meta: Generator, resume
+        self,
+        paths: TrainPaths,
+        params: TrainParams,
+        eval_params: EvalParams,
+        gan: GAN,
+        meta: Generator,
+        resume: bool,
     ):
         from dvclive import Live
 
         self.paths, self.params, self.eval_params, self.gan, self.meta = paths, params, eval_params, gan, meta
-        self.frames = Path(paths.plots) / "epochs"
+        self.frames = paths.plots / "epochs"
         if not params.resume:
             shutil.rmtree(paths.plots, ignore_errors=True)
         self.frames.mkdir(parents=True, exist_ok=True)
@@ -100,7 +110,7 @@ class EpochReporter:
     def evaluates(self, epoch: int) -> bool:
         """Whether the end of `epoch` scores MiFID (train.eval_every, and real statistics to score with)."""
         every = self.params.eval_every
-        return bool(every and epoch % every == 0 and Path(self.paths.real_stats).is_file())
+        return bool(every and epoch % every == 0 and self.paths.real_stats.is_file())
 
     def on_epoch_end(self, epoch: int, last: bool, evaluate: bool) -> None:
         """Log the epoch's metrics, draw its grid (every sample_every epochs and at the `last` one) and,
@@ -130,13 +140,13 @@ class EpochReporter:
             replace(self.meta, model=self.gan.sampler),
             self.params,
             self.eval_params,
-            Path(self.paths.real_stats),
+            self.paths.real_stats,
         )
         self.live.log_metric("train/mifid", mifid)
         if self.params.keep_best and (self.best is None or mifid < self.best[0]):
             self.best = (mifid, epoch)
             self.gan.best.assign(self.best)
-            write_generator(self.gan.sampler, self.meta, Path(self.paths.models))
+            write_generator(self.gan.sampler, self.meta, self.paths.models)
 
     def on_train_end(self, summary: dict) -> dict:
         """Write the summary to dvclive, the generator (unless keep_best saved one), the final grid and the
@@ -147,8 +157,8 @@ class EpochReporter:
             self.live.summary[key] = value
         self.live.end()
         if self.best is None:
-            write_generator(self.gan.sampler, self.meta, Path(self.paths.models))
-        plots = Path(self.paths.plots)
+            write_generator(self.gan.sampler, self.meta, self.paths.models)
+        plots = self.paths.plots
         save_grid(
             plots / "samples.png", sample_grid(self.gan.sampler, self.noise, self.meta.n_classes), scale=2
         )
