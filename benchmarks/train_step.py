@@ -19,6 +19,9 @@ import tensorflow as tf  # noqa: E402
 
 from doggan import networks, train_lib  # noqa: E402
 from doggan.params import AugmentParams, TrainParams  # noqa: E402
+from doggan.train_inputs import train_dataset  # noqa: E402
+from doggan.train_state import build_gan  # noqa: E402
+from doggan.train_step import make_train_step  # noqa: E402
 
 SHAPE = (64, 64, 3)
 
@@ -30,12 +33,10 @@ def images(n: int = 512) -> np.ndarray:
 def ours(params: TrainParams, data: np.ndarray):
     strategy = train_lib.make_strategy(params.devices)
     with strategy.scope():
-        gan = train_lib.build_gan(SHAPE, params, 10_000)
-    dataset = train_lib.train_dataset(
-        data, np.zeros(len(data), np.int32), AugmentParams(flip=False), params, 0
-    )
+        gan = build_gan(SHAPE, params, 10_000)
+    dataset = train_dataset(data, np.zeros(len(data), np.int32), AugmentParams(flip=False), params, 0)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    step = train_lib.make_train_step(strategy, gan, params)
+    step = make_train_step(strategy, gan, params)
     return lambda: step(next(iterator))
 
 

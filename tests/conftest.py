@@ -51,6 +51,32 @@ def prepared(tmp_path):
     return tmp_path
 
 
+TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8)
+
+
+def tiny_params(**overrides):
+    """TrainParams of tiny networks and batches (seconds per run on a CPU), with `overrides`."""
+    from doggan.params import TrainParams
+
+    return TrainParams(**{**TINY, **overrides})
+
+
+def train_paths(root, stats="missing_stats.npz"):
+    """The train stage's paths on a `prepared` folder: outputs under its out/, real statistics `stats`."""
+    from doggan.train_lib import TrainPaths
+
+    out = root / "out"
+    return TrainPaths(
+        crops=root / "crops.npz",
+        policy=root / "policy.json",
+        real_stats=root / stats,
+        models=out / "models",
+        checkpoints=out / "ckpt",
+        live=out / "live",
+        plots=out / "plots",
+    )
+
+
 @pytest.fixture
 def run_train():
     """Run the train stage on a `prepared` folder, writing under its out/; returns (out, summary).
@@ -61,19 +87,8 @@ def run_train():
     from doggan.params import EvalParams
 
     def run(root, params, eval_params=None, stats="missing_stats.npz"):
-        out = root / "out"
-        summary = train_lib.train_stage(
-            root / "crops.npz",
-            root / "policy.json",
-            params,
-            eval_params or EvalParams(),
-            out / "models",
-            out / "ckpt",
-            out / "live",
-            out / "plots",
-            root / stats,
-        )
-        return out, summary
+        summary = train_lib.train_stage(train_paths(root, stats), params, eval_params or EvalParams())
+        return root / "out", summary
 
     return run
 

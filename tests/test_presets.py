@@ -14,6 +14,9 @@ from doggan.data_provider import augment_stage
 from doggan.download import fetch
 from doggan.errors import DogganError
 from doggan.params import AugmentParams, EvalParams
+from doggan.train_inputs import step_inputs, train_dataset
+from doggan.train_state import build_gan, current_rate
+from doggan.train_step import make_train_step
 
 SHAPES = {
     "default": (64, 64, 3),
@@ -61,18 +64,18 @@ def test_each_preset_trains_a_few_steps_on_data_of_its_shape(name):
     n_classes = 3 if p.conditional else 0
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        gan = train_lib.build_gan(shape, p, total_steps=3, n_classes=n_classes)
+        gan = build_gan(shape, p, total_steps=3, n_classes=n_classes)
     if name in WIDTHS:
         assert (widths(gan.generator), widths(gan.discriminator)) == WIDTHS[name]
     images = np.random.default_rng(0).integers(0, 256, (2 * BATCH, *shape), dtype=np.uint8)
     labels = np.arange(2 * BATCH) % 3
-    dataset = train_lib.train_dataset(images, labels, AugmentParams(), p, 0)
+    dataset = train_dataset(images, labels, AugmentParams(), p, 0)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     before = [w.copy() for w in gan.discriminator.get_weights()]
-    step = train_lib.make_train_step(strategy, gan, p)
+    step = make_train_step(strategy, gan, p)
     for _ in range(3):
-        stats = step(next(iterator)).numpy()
-        assert np.all(np.isfinite(stats)), stats
+        values = {k: float(v) for k, v in step(next(iterator)).items()}
+        assert np.all(np.isfinite(list(values.values()))), values
     assert any(not np.allclose(a, b) for a, b in zip(before, gan.discriminator.get_weights(), strict=True))
     z = sampling.sample_noise(np.random.default_rng(0), 2, p.z_dim, p.noise)
     inputs = [z, np.array([0, 2], np.int32)] if n_classes else z
@@ -90,11 +93,11 @@ def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     strides = [layer.strides[0] for layer in d.layers if isinstance(layer, keras.layers.Conv2D)]
     assert strides == [2, 2, 2, 1]
     assert sum(isinstance(layer, keras.layers.UpSampling2D) for layer in g.layers) == 2
-    gan = train_lib.build_gan((28, 28, 1), mnist, 10)
+    gan = build_gan((28, 28, 1), mnist, 10)
     assert isinstance(gan.d_opt, keras.optimizers.RMSprop) and gan.d_opt.clipvalue == 1.0
-    assert train_lib.current_rate(gan.d_opt) == pytest.approx(8e-4)
-    assert train_lib.current_rate(gan.g_opt) == pytest.approx(4e-4)
-    z, _, _ = train_lib.step_inputs(tf.constant(0, tf.int64), 256, mnist.z_dim, mnist)
+    assert current_rate(gan.d_opt) == pytest.approx(8e-4)
+    assert current_rate(gan.g_opt) == pytest.approx(4e-4)
+    z, _, _ = step_inputs(tf.constant(0, tf.int64), 256, mnist.z_dim, mnist)
     assert z.shape == (256, 100) and z.numpy().min() >= -1.0 and z.numpy().max() <= 1.0
     assert abs(float(tf.math.reduce_std(z)) - (1 / 3) ** 0.5) < 0.02  # uniform in [-1, 1], not normal
 
@@ -107,11 +110,11 @@ def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in g.layers) == 2
 
     big = preset_params("biggan-dogs")
-    gan = train_lib.build_gan((64, 64, 3), big, 10, n_classes=3)
+    gan = build_gan((64, 64, 3), big, 10, n_classes=3)
     assert any(isinstance(layer, networks.ConditionalBatchNorm) for layer in gan.generator.layers)
     assert any(isinstance(layer, keras.layers.Embedding) for layer in gan.discriminator.layers)
     assert gan.g_opt.beta_1 == 0.0 and gan.ema is not None
-    assert train_lib.current_rate(gan.d_opt) > train_lib.current_rate(gan.g_opt)
+    assert current_rate(gan.d_opt) > current_rate(gan.g_opt)
 
 
 def test_an_mnist_preset_runs_download_to_a_scored_submission(tmp_path, monkeypatch):
@@ -143,17 +146,16 @@ def test_an_mnist_preset_runs_download_to_a_scored_submission(tmp_path, monkeypa
     assert crops.images.shape == (16, 28, 28, 1)
     assert {c.tobytes() for c in crops.images[..., 0]} == {d.tobytes() for d in digits}
     augment_stage(out / "crops.npz", p.augment, out / "policy.json", out / "augment.png")
-    summary = train_lib.train_stage(
-        out / "crops.npz",
-        out / "policy.json",
-        p.train,
-        EvalParams(),
-        out / "models",
-        out / "ckpt",
-        out / "live",
-        out / "plots",
-        out / "missing_stats.npz",
+    paths = train_lib.TrainPaths(
+        crops=out / "crops.npz",
+        policy=out / "policy.json",
+        real_stats=out / "missing_stats.npz",
+        models=out / "models",
+        checkpoints=out / "ckpt",
+        live=out / "live",
+        plots=out / "plots",
     )
+    summary = train_lib.train_stage(paths, p.train, EvalParams())
     assert summary["steps"] == 2
     meta = json.loads((out / "models" / "generator.json").read_text())
     assert meta["noise"] == "uniform" and meta["image_shape"] == [28, 28, 1]

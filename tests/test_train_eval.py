@@ -5,13 +5,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_params
 
 from doggan import sampling
 from doggan.crops_file import Crops, save_crops
 from doggan.evaluation import real_stats_stage, score_images
-from doggan.params import EvalParams, TrainParams
+from doggan.params import EvalParams
 
-TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, seed=3)
+SEED = 3
 EVAL = EvalParams(backbone="standin", real="crops", n_images_train=64, batch_size=64)
 
 
@@ -24,8 +25,8 @@ def prepared(prepared):
 
 @pytest.fixture
 def train(run_train):
-    """Train on `root` with TINY settings plus `overrides`, scored against its stats.npz."""
-    return lambda root, **overrides: run_train(root, TrainParams(**TINY, **overrides), EVAL, "stats.npz")
+    """Train on `root` with tiny settings plus `overrides`, scored against its stats.npz."""
+    return lambda root, **overrides: run_train(root, tiny_params(seed=SEED, **overrides), EVAL, "stats.npz")
 
 
 def logged_mifid(live_dir):
@@ -37,7 +38,7 @@ def logged_mifid(live_dir):
 def saved_generator_mifid(out, root):
     """MiFID of the saved generator's samples, drawn as training draws them."""
     gen = sampling.load_generator(out / "models")
-    images = np.concatenate(list(sampling.generate(gen, EVAL.n_images_train, seed=TINY["seed"] + 2)))
+    images = np.concatenate(list(sampling.generate(gen, EVAL.n_images_train, seed=SEED + 2)))
     return score_images(images, root / "stats.npz", EVAL)["mifid"]
 
 

@@ -13,37 +13,45 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_params
 
-from doggan import networks, train_lib
+from doggan import networks
 from doggan.params import AugmentParams, TrainParams
+from doggan.train_inputs import train_dataset
+from doggan.train_state import build_gan
+from doggan.train_step import STEP_VALUES, make_train_step
 
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
-TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8, loss="gan")  # balancing compares BCE losses
+
+
+def tiny(**overrides):
+    """Tiny settings with the BCE loss (balancing compares BCE losses)."""
+    return tiny_params(loss="gan", **overrides)
 
 
 def build(params, strategy=None):
     strategy = strategy or tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        gan = train_lib.build_gan(SHAPE, params, 20)
+        gan = build_gan(SHAPE, params, 20)
     return strategy, gan
 
 
 def batches(params, n=32):
     """A distributed iterator over the training input pipeline, on random images."""
     images = np.random.default_rng(0).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
-    return train_lib.train_dataset(images, np.zeros(n, np.int32), AugmentParams(), params, 0)
+    return train_dataset(images, np.zeros(n, np.int32), AugmentParams(), params, 0)
 
 
 def run(strategy, gan, params, plan):
-    """Run the steps of `plan`, a list of (update_g, replay); returns the stats of each."""
+    """Run the steps of `plan`, a list of (update_g, replay); returns the values of each, by name."""
     iterator = iter(strategy.experimental_distribute_dataset(batches(params)))
     compiled = {}
     out = []
     for key in plan:
         if key not in compiled:
-            compiled[key] = train_lib.make_train_step(strategy, gan, params, *key)
-        out.append(compiled[key](next(iterator)).numpy())
+            compiled[key] = make_train_step(strategy, gan, params, *key)
+        out.append({k: float(v) for k, v in compiled[key](next(iterator)).items()})
     return out
 
 
@@ -60,11 +68,11 @@ def changed(before, after):
 
 
 def test_replay_buffer_keeps_its_size_over_many_steps():
-    params = TrainParams(replay_size=24, **TINY)
+    params = tiny(replay_size=24)
     strategy, gan = build(params)
     assert gan.replay.size == 24
     stats = run(strategy, gan, params, [(True, k > 0 and k % 2 == 0) for k in range(15)])
-    assert all(np.isfinite(s).all() for s in stats)
+    assert all(np.isfinite(list(s.values())).all() for s in stats)
     images = gan.replay.images.numpy()
     assert images.shape == (24, *SHAPE)
     assert int(gan.replay.count.numpy()) == 15 * 8  # every step wrote its fakes; the ring did not grow
@@ -73,8 +81,8 @@ def test_replay_buffer_keeps_its_size_over_many_steps():
 
 
 def test_replay_changes_the_discriminator_update():
-    with_replay = TrainParams(replay_size=16, replay_every=2, **TINY)
-    without = TrainParams(**TINY)
+    with_replay = tiny(replay_size=16, replay_every=2)
+    without = tiny()
     strategy, replayed = build(with_replay)
     run(strategy, replayed, with_replay, [(True, False), (True, True)])
     strategy, plain = build(without)
@@ -93,7 +101,7 @@ def test_replay_changes_the_discriminator_update():
 def test_dropout_reaches_both_networks_and_is_active_in_training(architecture):
     shape = (28, 28, 1)
     # without spectral norm, whose power iteration would also change D between two training calls
-    params = TrainParams(architecture=architecture, g_dropout=0.5, d_dropout=0.5, spectral_norm=False, **TINY)
+    params = tiny(architecture=architecture, g_dropout=0.5, d_dropout=0.5, spectral_norm=False)
     off = params.model_copy(update={"g_dropout": 0.0, "d_dropout": 0.0})
     z = np.random.default_rng(0).uniform(-1, 1, (4, 8)).astype("float32")
     for p, rate in ((params, 0.5), (off, None)):
@@ -126,7 +134,7 @@ def test_init_stddev_sets_the_scale_of_the_weights(stddev):
 @pytest.mark.parametrize("architecture", ["dcgan", "mlp", "dcgan-faces"])
 def test_use_bias_false_leaves_no_bias_variables(architecture):
     shape = (28, 28, 1) if architecture != "dcgan-faces" else (40, 40, 3)
-    with_bias = TrainParams(architecture=architecture, use_bias=True, **TINY)
+    with_bias = tiny(architecture=architecture, use_bias=True)
     without = with_bias.model_copy(update={"use_bias": False})
     for make in (networks.make_generator, networks.make_discriminator):
         assert [v for v in make(with_bias, shape).weights if v.name == "bias"]
@@ -141,28 +149,28 @@ def test_balancing_skips_the_update_of_the_network_far_ahead(skipped):
     # A tiny ratio makes "loss × ratio < the other loss" true at every step: the named network never moves.
     # (Spectral norm is off: its power iteration rewrites D's kernels in every training call.)
     ratios = {"balance_d": 1e-9} if skipped == "d" else {"balance_g": 1e-9}
-    params = TrainParams(spectral_norm=False, **TINY, **ratios)
+    params = tiny(spectral_norm=False, **ratios)
     strategy, gan = build(params)
     d0, g0 = trained(gan.discriminator), trained(gan.generator)
-    stats = np.array(run(strategy, gan, params, [(True, False)] * 3))
+    stats = run(strategy, gan, params, [(True, False)] * 3)
     d_moved = changed(d0, trained(gan.discriminator))
     g_moved = changed(g0, trained(gan.generator))
     assert (d_moved, g_moved) == ((False, True) if skipped == "d" else (True, False))
     iterations = int(gan.d_opt.iterations.numpy()), int(gan.g_opt.iterations.numpy())
     assert iterations == ((0, 3) if skipped == "d" else (3, 0))
-    column = 4 if skipped == "d" else 5
-    assert stats[:, column].tolist() == [1.0, 1.0, 1.0] and stats[:, 9 - column].tolist() == [0.0] * 3
+    column, other = ("d_skipped", "g_skipped") if skipped == "d" else ("g_skipped", "d_skipped")
+    assert [s[column] for s in stats] == [1.0, 1.0, 1.0] and [s[other] for s in stats] == [0.0] * 3
 
 
 def test_balancing_ratios_of_zero_never_skip():
-    params = TrainParams(**TINY)
+    params = tiny()
     strategy, gan = build(params)
-    stats = np.array(run(strategy, gan, params, [(True, False)] * 2))
-    assert not stats[:, 4:].any()
+    stats = run(strategy, gan, params, [(True, False)] * 2)
+    assert not any(s[k] for s in stats for k in ("d_skipped", "g_skipped"))
 
 
 def test_skipped_updates_are_counted_in_the_training_metrics(prepared, run_train):
-    params = TrainParams(epochs=2, balance_d=1e-9, replay_size=16, replay_every=2, **TINY)
+    params = tiny(epochs=2, balance_d=1e-9, replay_size=16, replay_every=2)
     out, summary = run_train(prepared, params)
     assert (summary["d_skipped"], summary["g_skipped"]) == (8, 0)
     metrics = json.loads((out / "live" / "metrics.json").read_text())
@@ -180,7 +188,7 @@ def test_skipped_updates_are_counted_in_the_training_metrics(prepared, run_train
 def replicas_main(out: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    params = TrainParams(replay_size=8, balance_d=1e-9, spectral_norm=False, **TINY)
+    params = tiny(replay_size=8, balance_d=1e-9, spectral_norm=False)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     _, gan = build(params, strategy)
     d0 = trained(gan.discriminator)
@@ -189,7 +197,8 @@ def replicas_main(out: str) -> None:
     np.savez(
         out,
         replicas=strategy.num_replicas_in_sync,
-        stats=np.array(stats),
+        stats=np.array([[s[k] for k in STEP_VALUES] for s in stats]),
+        names=np.array(STEP_VALUES),
         counts=np.array([int(c.numpy()) for c in local]),
         buffer_rows=gan.replay.images.shape[0],
         d_moved=changed(d0, trained(gan.discriminator)),
@@ -210,7 +219,8 @@ def test_replay_and_balancing_on_two_replicas(tmp_path):
     assert data["counts"].tolist() == [5 * 4, 5 * 4]  # each replica wrote its half of every batch
     assert int(data["buffer_rows"]) == 8
     assert np.isfinite(data["stats"]).all()
-    assert data["stats"][:, 4].tolist() == [1.0] * 5  # the two replicas agreed to skip, counted once
+    d_skipped = data["stats"][:, list(data["names"]).index("d_skipped")]
+    assert d_skipped.tolist() == [1.0] * 5  # the two replicas agreed to skip, counted once
     assert not bool(data["d_moved"])
 
 

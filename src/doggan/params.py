@@ -148,6 +148,7 @@ class TrainParams(Section):
     seed: int = 0
     checkpoint_every: int = Field(100, ge=1)
     resume: bool = False
+    time_budget_min: float = Field(0.0, ge=0.0)
     on_nonfinite: Literal["stop", "rollback"] = "stop"
     rollback_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     sample_every: int = Field(1, ge=1)

@@ -15,22 +15,21 @@ PARAMS = (
     "eval.n_images_train",
     "eval.batch_size",
 )
-HEADLINE = ("train_time_s", "steps", "best_mifid")
+HEADLINE = ("train_time_s", "steps", "epoch", "stopped_on_budget", "best_mifid")
 
 
 def run(p: Params) -> None:
     """Train on the crops with the resolved policy; write the generator and the run's metrics."""
     from doggan import train_lib
 
-    summary = train_lib.train_stage(
-        outputs.CROPS,
-        outputs.POLICY,
-        p.train,
-        p.eval,
-        outputs.MODELS,
-        outputs.CHECKPOINTS,
-        outputs.LIVE,
-        outputs.TRAIN_PLOTS,
-        outputs.REAL_STATS,
+    paths = train_lib.TrainPaths(
+        crops=outputs.CROPS,
+        policy=outputs.POLICY,
+        real_stats=outputs.REAL_STATS,
+        models=outputs.MODELS,
+        checkpoints=outputs.CHECKPOINTS,
+        live=outputs.LIVE,
+        plots=outputs.TRAIN_PLOTS,
     )
+    summary = train_lib.train_stage(paths, p.train, p.eval)
     write_json(outputs.TRAIN_METRICS, outputs.headline(summary, HEADLINE), sort_keys=False)
