@@ -367,9 +367,10 @@ def make_train_step(
         stats = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
         if gan.ema is not None and update_g:
             # warm-up as tf.train.ExponentialMovingAverage(num_updates): early on the average follows G,
-            # instead of staying near the initial weights for thousands of steps
-            t = tf.cast(gan.step, tf.float32)
-            decay = tf.minimum(params.ema_decay, (1.0 + t) / (10.0 + t))
+            # instead of staying near the initial weights for thousands of steps; before ema_start the
+            # copy is G itself (decay 0) and the warm-up counts from there
+            t = tf.cast(gan.step, tf.float32) - float(params.ema_start)
+            decay = tf.where(t < 0.0, 0.0, tf.minimum(params.ema_decay, (1.0 + t) / (10.0 + t)))
             for e, w in zip(gan.ema.weights, gan.generator.weights, strict=True):
                 e.assign(decay * e + (1.0 - decay) * w)
         gan.step.assign_add(1)
