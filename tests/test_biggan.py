@@ -202,7 +202,7 @@ def test_two_replicas_compute_the_gradients_of_one(tmp_path):
     data = np.load(out)
     assert int(data["replicas"]) == 2
     names = sorted(k for k in data.files if k.startswith("one_"))
-    assert len(names) > 50  # every D and G gradient, then the losses and mean scores
+    assert len(names) > 40  # every D and G gradient, then the losses and mean scores
     for name in names:
         one, two = data[name], data[name.replace("one_", "two_")]
         np.testing.assert_allclose(two, one, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(one).max()))
