@@ -3,7 +3,9 @@
 Both train the same generator and discriminator on the same batch size, from in-memory data, on
 whatever devices TensorFlow sees. The tutorial loop is `tf.function` with two gradient tapes and no
 strategy; ours runs under MirroredStrategy with the distributed dataset, label smoothing and noise.
-Run: .venv/bin/python benchmarks/train_step.py [steps]
+Measured for the default DCGAN and for BigGAN (unconditional, attention at 32, ch = g_filters =
+d_filters, 32 by default as the 2019 winners').
+Run: .venv/bin/python benchmarks/train_step.py [steps] [biggan ch]
 """
 
 from __future__ import annotations
@@ -86,23 +88,31 @@ def images_per_s(step, batch_size: int, steps: int, warmup: int = 3) -> float:
     return steps * batch_size / (time.perf_counter() - began)
 
 
-def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    params = TrainParams()
-    data = images()
+def compare(name: str, params: TrainParams, data: np.ndarray, steps: int) -> float:
+    """Best-of-2-rounds images/s of both loops on `params`' networks, printed; returns doggan / tutorial."""
     rounds = {"tutorial": [], "doggan": []}
     runs = {"tutorial": tutorial(params, data), "doggan": ours(params, data)}
     for _ in range(2):
-        for name, step in runs.items():
-            rounds[name].append(images_per_s(step, params.batch_size, steps))
-    best = {name: max(values) for name, values in rounds.items()}
+        for loop, step in runs.items():
+            rounds[loop].append(images_per_s(step, params.batch_size, steps))
+    best = {loop: max(values) for loop, values in rounds.items()}
     print(
-        f"batch {params.batch_size}, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}, g_filters {params.g_filters}, "
+        f"{name}: batch {params.batch_size}, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]}, g_filters {params.g_filters}, "
         f"d_filters {params.d_filters}, {steps} timed steps x 2 rounds (best round)"
     )
-    for name, value in best.items():
-        print(f"{name:>9}: {value:8.1f} images/s")
-    print(f"ratio doggan / tutorial: {best['doggan'] / best['tutorial']:.3f}")
+    for loop, value in best.items():
+        print(f"{loop:>9}: {value:8.1f} images/s")
+    ratio = best["doggan"] / best["tutorial"]
+    print(f"ratio doggan / tutorial ({name}): {ratio:.3f}")
+    return ratio
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    ch = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    data = images()
+    compare("dcgan", TrainParams(), data, steps)
+    compare("biggan", TrainParams(architecture="biggan", g_filters=ch, d_filters=ch), data, steps)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,18 @@ def test_ema_follows_the_generator_with_its_warmed_up_decay(step, decay):
         np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * w, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(("step", "decay"), [(0, 0.0), (4, 0.0), (5, 0.1), (7, 0.25)])
+def test_ema_copies_the_generator_until_ema_start_then_warms_up_from_there(step, decay):
+    params = tiny_params(ema_decay=0.9, ema_start=5)
+    strategy, gan = single_replica(params)
+    gan.ema.set_weights([w + 1.0 for w in gan.ema.get_weights()])
+    gan.step.assign(step)
+    start = [w.copy() for w in gan.ema.get_weights()]
+    train_lib.make_train_step(strategy, gan, params)(step_inputs(params))
+    for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
+        np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * w, rtol=1e-5, atol=1e-6)
+
+
 def optimizer_iterations(checkpoint_dir):
     reader = tf.train.load_checkpoint(str(checkpoint_dir))
     names = reader.get_variable_to_shape_map()

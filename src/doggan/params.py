@@ -116,13 +116,14 @@ class TrainParams(Section):
     """Training knobs. `preset` names a recipe whose values `Params` lays over these (doggan.presets)."""
 
     preset: presets.PresetName = "default"
-    architecture: Literal["dcgan", "mlp", "dcgan-mnist", "dcgan-faces", "dcgan-dogs"] = "dcgan"
+    architecture: Literal["dcgan", "biggan", "mlp", "dcgan-mnist", "dcgan-faces", "dcgan-dogs"] = "dcgan"
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
     noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(256, ge=8)
     d_filters: int = Field(32, ge=8)
+    attention: int = Field(32, ge=0)
     g_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     d_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     init_stddev: float = Field(0.02, ge=0.0)
@@ -141,6 +142,7 @@ class TrainParams(Section):
     fake_label_range: Range = (0.0, 0.3)
     label_noise: float = Field(0.05, ge=0.0, le=1.0)
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    ema_start: int = Field(0, ge=0)
     conditional: bool = False
     mixed_precision: bool = False
     jit_compile: bool = False
@@ -165,7 +167,7 @@ class TrainParams(Section):
     def _ranges(self) -> TrainParams:
         _ordered("train.real_label_range", self.real_label_range)
         _ordered("train.fake_label_range", self.fake_label_range)
-        if self.conditional and self.architecture != "dcgan":
+        if self.conditional and self.architecture not in ("dcgan", "biggan"):
             raise ValueError(f"train.architecture {self.architecture!r} has no class-conditional form")
         if self.replay_size and self.replay_size < self.batch_size:
             raise ValueError(

@@ -183,9 +183,10 @@ def apply_unless(skip: tf.Tensor, opt: keras.optimizers.Optimizer, grads, variab
 
 def update_ema(gan: GAN, params: TrainParams) -> None:
     """Move the EMA generator towards G, with the warm-up of tf.train.ExponentialMovingAverage(num_updates):
-    early on the average follows G instead of staying near the initial weights for thousands of steps."""
-    t = tf.cast(gan.step, tf.float32)
-    decay = tf.minimum(params.ema_decay, (1.0 + t) / (10.0 + t))
+    early on the average follows G instead of staying near the initial weights for thousands of steps.
+    Before train.ema_start the copy is G itself (decay 0), and the warm-up counts from there."""
+    t = tf.cast(gan.step, tf.float32) - float(params.ema_start)
+    decay = tf.where(t < 0.0, 0.0, tf.minimum(params.ema_decay, (1.0 + t) / (10.0 + t)))
     for e, w in zip(gan.ema.weights, gan.generator.weights, strict=True):
         e.assign(decay * e + (1.0 - decay) * w)
 

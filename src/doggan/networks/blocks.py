@@ -89,3 +89,48 @@ class ConditionalBatchNorm(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "momentum": self.momentum}
+
+
+@keras.saving.register_keras_serializable(package="doggan")
+class HierarchicalBatchNorm(layers.Layer):
+    """Batch norm with a per-example gain 1 + W_g·c and bias W_b·c from a conditioning vector c: BigGAN's
+    conditional batch norm, c being a block's z chunk (joined with the shared class embedding when
+    conditional). W_g and W_b have no bias and are spectrally normalized when `spectral_norm`."""
+
+    def __init__(self, spectral_norm: bool = True, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.spectral_norm, self.momentum, self.epsilon = spectral_norm, momentum, epsilon
+        self.norm = layers.BatchNormalization(
+            momentum=momentum, epsilon=epsilon, center=False, scale=False, synchronized=True
+        )
+
+    def build(self, input_shape):
+        x_shape, c_shape = input_shape
+        self.norm.build(x_shape)
+        channels = x_shape[-1]
+        gain, bias = (
+            layers.Dense(channels, use_bias=False, kernel_initializer="orthogonal", name=name)
+            for name in ("gain", "bias")
+        )
+        self.gain, self.bias = spectral(gain, self.spectral_norm), spectral(bias, self.spectral_norm)
+        self.gain.build(c_shape)
+        self.bias.build(c_shape)
+
+    def call(self, inputs, training=None):
+        x, c = inputs
+        x = self.norm(x, training=training)
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        gain = ops.reshape(1.0 + self.gain(c, training=training), shape)
+        bias = ops.reshape(self.bias(c, training=training), shape)
+        return x * ops.cast(gain, x.dtype) + ops.cast(bias, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "spectral_norm": self.spectral_norm,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+        }
