@@ -151,6 +151,7 @@ def test_biggan_trains_conditionally_through_the_stage(prepared, run_train):
     assert summary["steps"] == 4
     gen = sampling.load_generator(out / "models")
     assert gen.n_classes == 2 and next(sampling.generate(gen, 2, batch_size=2)).shape == (2, 16, 16, 3)
+    assert gen.breeds == ("a", "b")  # recorded for `doggan generate --breed`
 
 
 def gradients_on(strategy, params: TrainParams, inputs: dict) -> list[np.ndarray]:

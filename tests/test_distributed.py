@@ -19,6 +19,7 @@ from conftest import tiny_params
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
 PARAMS = dict(label_noise=0.2, loss="gan")
+DIFFS = {"": "", "diff_": "color,translation,cutout"}  # without and with DiffAugment on D's inputs
 VARIANTS = {
     "plain": {},
     "xla": {"jit_compile": True},
@@ -27,8 +28,9 @@ VARIANTS = {
 }
 
 
-def gradients_on(strategy, inputs):
-    """Global D and G gradients of one step, summed over the replicas of `strategy`."""
+def gradients_on(strategy, inputs, diff=""):
+    """Global D and G gradients of one step, summed over the replicas of `strategy`, with the DiffAugment
+    ops `diff` on D's inputs."""
     import tensorflow as tf
 
     from doggan.train_state import build_gan
@@ -41,7 +43,8 @@ def gradients_on(strategy, inputs):
 
     @tf.function
     def run(batch):
-        result = strategy.run(lambda x: losses_and_grads(gan, params, x, params.batch_size), (batch,))
+        step = lambda x: losses_and_grads(gan, params, x, params.batch_size, diff=diff)  # noqa: E731
+        result = strategy.run(step, (batch,))
         total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
         values = tf.stack([total(result.values[k]) for k in sorted(result.values)])
         return [total(x) for x in result.d_grads], [total(x) for x in result.g_grads], values
@@ -67,19 +70,17 @@ def replicas_main(out: str) -> None:
         "real_t": real_t,
         "fake_t": fake_t,
     }
-    one = gradients_on(tf.distribute.MirroredStrategy(["/cpu:0"]), inputs)
-    two_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    two = gradients_on(two_strategy, inputs)
-    np.savez(
-        out,
-        replicas=two_strategy.num_replicas_in_sync,
-        **{f"one_d{i}": x for i, x in enumerate(one[0])},
-        **{f"two_d{i}": x for i, x in enumerate(two[0])},
-        **{f"one_g{i}": x for i, x in enumerate(one[1])},
-        **{f"two_g{i}": x for i, x in enumerate(two[1])},
-        one_stats=one[2],
-        two_stats=two[2],
-    )
+    arrays = {}
+    for prefix, diff in DIFFS.items():
+        one = gradients_on(tf.distribute.MirroredStrategy(["/cpu:0"]), inputs, diff)
+        two_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        two = gradients_on(two_strategy, inputs, diff)
+        arrays[f"{prefix}replicas"] = two_strategy.num_replicas_in_sync
+        for run, (d, g, stats) in (("one", one), ("two", two)):
+            arrays.update({f"{prefix}{run}_d{i}": x for i, x in enumerate(d)})
+            arrays.update({f"{prefix}{run}_g{i}": x for i, x in enumerate(g)})
+            arrays[f"{prefix}{run}_stats"] = stats
+    np.savez(out, **arrays)
 
 
 def replica_variants_main(out: str) -> None:
@@ -156,14 +157,19 @@ def finish(process, timeout=240):
 def test_two_replicas_compute_the_gradients_of_one(tmp_path):
     finish(run_self("replicas", tmp_path / "grads.npz"))
     data = np.load(tmp_path / "grads.npz")
-    assert int(data["replicas"]) == 2
-    np.testing.assert_allclose(data["two_stats"], data["one_stats"], rtol=1e-4, atol=1e-6)
-    for kind in ("d", "g"):
-        names = sorted(k for k in data.files if k.startswith(f"one_{kind}"))
-        assert names
-        for name in names:
-            one, two = data[name], data[name.replace("one_", "two_")]
-            np.testing.assert_allclose(two, one, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(one).max()))
+    for prefix in DIFFS:
+        assert int(data[f"{prefix}replicas"]) == 2
+        np.testing.assert_allclose(
+            data[f"{prefix}two_stats"], data[f"{prefix}one_stats"], rtol=1e-4, atol=1e-6
+        )
+        for kind in ("d", "g"):
+            names = sorted(k for k in data.files if k.startswith(f"{prefix}one_{kind}"))
+            assert names
+            for name in names:
+                one, two = data[name], data[name.replace("one_", "two_")]
+                np.testing.assert_allclose(two, one, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(one).max()))
+    # DiffAugment reaches D's inputs: the same step's gradients differ with it on
+    assert not np.allclose(data["diff_one_d0"], data["one_d0"])
 
 
 @pytest.fixture(scope="module")

@@ -307,3 +307,19 @@ def test_the_budget_counts_the_mifid_evaluation_an_epoch_end_will_run():
     budget.evaluations.append(30.0)
     assert budget.allows(evaluates=False)
     assert not budget.allows(evaluates=True)  # 40 s so far + 1 s step + 30 s evaluation > 60 s
+
+
+def test_the_policy_s_diffaugment_reaches_the_train_stage(prepared, run_train):
+    from doggan.data_provider import augment_stage
+
+    params = tiny_params(epochs=1)
+    out, _ = run_train(prepared, params)
+    plain = sampling.load_generator(out / "models").model.get_weights()
+    out, _ = run_train(prepared, params)
+    again = sampling.load_generator(out / "models").model.get_weights()
+    assert all(np.allclose(a, b) for a, b in zip(plain, again, strict=True))  # runs repeat exactly
+    policy = AugmentParams(preview=4, diff="translation,cutout")
+    augment_stage(prepared / "crops.npz", policy, prepared / "policy.json", prepared / "aug.png")
+    out, _ = run_train(prepared, params)
+    augmented = sampling.load_generator(out / "models").model.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(plain, augmented, strict=True))

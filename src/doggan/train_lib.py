@@ -105,6 +105,7 @@ class Run:
     total_steps: int
     start: int  # the step this run started from
     step: int
+    diff: str = ""  # DiffAugment ops on D's inputs (augment.diff of the policy)
     rollbacks: int = 0
 
     def epoch_of(self, step: int) -> int:
@@ -137,6 +138,7 @@ def _generator_meta(crops: Crops, params: TrainParams) -> Generator:
         n_classes=n_classes,
         class_probs=tuple(float(c) for c in counts / counts.sum()) if n_classes else (),
         image_shape=tuple(int(s) for s in crops.images.shape[1:]),
+        breeds=tuple(str(b) for b in crops.breeds) if n_classes else (),
     )
 
 
@@ -177,6 +179,7 @@ def _train(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> d
         strategy,
         crops,
         began,
+        policy.diff,
     )
     dataset = train_dataset(crops.images, crops.labels, policy, params, run.start)
     stopped = _train_steps(run, iter(strategy.experimental_distribute_dataset(dataset)), scratch is None)
@@ -196,6 +199,7 @@ def _start_run(
     strategy: tf.distribute.Strategy,
     crops: Crops,
     began: float,
+    diff: str,
 ) -> Run:
     """Build the GAN in the strategy's scope, restore or clear its checkpoints, and open the reporter."""
     steps_per_epoch = len(crops.images) // params.batch_size
@@ -209,7 +213,9 @@ def _start_run(
     start = int(gan.step.numpy())
     reporter = EpochReporter(paths, params, eval_params, gan, meta, resume=params.resume and start > 0)
     budget = Budget(params.time_budget_min, began)
-    return Run(params, strategy, gan, manager, reporter, budget, steps_per_epoch, total_steps, start, start)
+    return Run(
+        params, strategy, gan, manager, reporter, budget, steps_per_epoch, total_steps, start, start, diff
+    )
 
 
 def _summary(run: Run, stopped: bool) -> dict:
@@ -240,7 +246,8 @@ def _step_picker(run: Run):
         update_g = (step + 1) % params.n_critic == 0
         replay = bool(gan.replay is not None and step > 0 and (step + 1) % params.replay_every == 0)
         if (update_g, replay) not in compiled:
-            compiled[update_g, replay] = make_train_step(run.strategy, gan, params, update_g, replay)
+            step_fn = make_train_step(run.strategy, gan, params, update_g, replay, run.diff)
+            compiled[update_g, replay] = step_fn
         return compiled[update_g, replay]
 
     return pick

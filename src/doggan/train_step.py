@@ -14,7 +14,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from doggan import losses
+from doggan import diffaugment, losses
 from doggan.errors import DogganError
 from doggan.params import TrainParams
 from doggan.train_state import GAN, Replay
@@ -54,9 +54,12 @@ def remember(replay: Replay, fakes: tf.Tensor, labels: tf.Tensor) -> None:
     replay.count.assign_add(tf.cast(n, tf.int64))
 
 
-def discriminator_batch(gan: GAN, params: TrainParams, inputs: dict, fake: tf.Tensor, replay: bool):
-    """D's one input batch: real, fake and (with `replay`) past fakes, in equal thirds or halves, with
-    instance noise when the inputs carry its σ; the class labels beside them for a conditional D."""
+def discriminator_batch(
+    gan: GAN, params: TrainParams, inputs: dict, fake: tf.Tensor, replay: bool, diff: str = ""
+):
+    """D's one input batch: real, fake and (with `replay`) past fakes, in equal thirds or halves, all
+    passed through the DiffAugment ops of `diff` (augment.diff) alike, then instance noise when the inputs
+    carry its σ; the class labels beside them for a conditional D."""
     real, labels = inputs["images"], inputs["labels"]
     parts, part_labels = [real, tf.cast(fake, real.dtype)], [labels, labels]
     if replay:
@@ -64,6 +67,9 @@ def discriminator_batch(gan: GAN, params: TrainParams, inputs: dict, fake: tf.Te
         parts.append(tf.cast(old, real.dtype))
         part_labels.append(old_labels)
     images = tf.concat(parts, 0)
+    if diff:
+        step_seed = tf.stack([tf.constant(params.seed, tf.int64), tf.cast(gan.step, tf.int64)])
+        images = diffaugment.augment_replica_batch(images, diff, step_seed, parts=len(parts))
     if "sigma" in inputs:
         sigma = tf.concat([inputs["sigma"]] * len(parts), 0)[:, None, None, None]
         images += tf.random.normal(tf.shape(images), dtype=images.dtype) * tf.cast(sigma, images.dtype)
@@ -104,13 +110,13 @@ class DiscriminatorResult(NamedTuple):
 
 
 def discriminator_pass(
-    gan: GAN, params: TrainParams, inputs: dict, fake: tf.Tensor, global_batch: int, replay: bool
+    gan: GAN, params: TrainParams, inputs: dict, fake: tf.Tensor, global_batch: int, replay: bool, diff: str
 ) -> DiscriminatorResult:
     """D called once on its batch (`discriminator_batch`), the losses, and their gradients with respect to
     D's weights and to the fakes (scaled for mixed precision)."""
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(fake)
-        d_inputs = discriminator_batch(gan, params, inputs, fake, replay)
+        d_inputs = discriminator_batch(gan, params, inputs, fake, replay, diff)
         logits = tf.cast(tf.reshape(gan.discriminator(d_inputs, training=True), [-1]), tf.float32)
         values = step_losses(params, logits, inputs, global_batch, replay)
         d_total, g_loss = values.pop("d_total"), values["g_loss"]
@@ -121,7 +127,7 @@ def discriminator_pass(
 
 
 def losses_and_grads(
-    gan: GAN, params: TrainParams, inputs: dict, global_batch: int, replay: bool = False
+    gan: GAN, params: TrainParams, inputs: dict, global_batch: int, replay: bool = False, diff: str = ""
 ) -> ReplicaResult:
     """One replica's share: D called once on real and fake together, losses averaged over the global batch.
 
@@ -133,7 +139,7 @@ def losses_and_grads(
     """
 
     def d_pass(inputs, fake):
-        return discriminator_pass(gan, params, inputs, fake, global_batch, replay)
+        return discriminator_pass(gan, params, inputs, fake, global_batch, replay, diff)
 
     if params.jit_compile:
         d_pass = tf.function(d_pass, jit_compile=True)
@@ -211,16 +217,18 @@ def make_train_step(
     params: TrainParams,
     update_g: bool = True,
     replay: bool = False,
+    diff: str = "",
 ):
     """The compiled distributed step: D (and G when `update_g`) updated from one D call on real and fake
-    (and replayed fakes when `replay`), each update skipped while loss balancing says so.
+    (and replayed fakes when `replay`), each update skipped while loss balancing says so. `diff` names
+    the DiffAugment ops (augment.diff) applied to every image D sees, real and fake alike.
 
     The step returns the global values of STEP_VALUES by name (d_skipped and g_skipped are 0 or 1).
     """
     check_jit_compile(gan, params)
 
     def replica_step(inputs):
-        result = losses_and_grads(gan, params, inputs, params.batch_size, replay)
+        result = losses_and_grads(gan, params, inputs, params.batch_size, replay, diff)
         if gan.replay is not None:
             remember(gan.replay, result.fakes, inputs["labels"])
         skip_d, skip_g = balance_skips(params, result.values)
