@@ -25,16 +25,25 @@ from doggan import crop, data_provider, download, evaluation, params, sampling, 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "docs" / "quality"
 N_SCORED = 2000
-BIGGAN = {"architecture": "biggan", "g_filters": 16, "d_filters": 16, "batch_size": 16, "attention": 0}
+TRANS_CUT = {"diff": "translation,cutout"}
 # name → (train overrides, augment overrides), each laid over params.yaml.
 RECIPES = {
-    "dcgan": ({"architecture": "dcgan"}, {"diff": ""}),
-    "dcgan-diffaug": ({"architecture": "dcgan"}, {"diff": "translation,cutout"}),
-    "dcgan-diffaug-color": ({"architecture": "dcgan"}, {"diff": "color,translation,cutout"}),
-    "dcgan-diffaug-ema": ({"architecture": "dcgan", "ema_decay": 0.999}, {"diff": "translation,cutout"}),
-    "dcgan-fast-d": ({"architecture": "dcgan", "lr_d": 4e-4, "lr_g": 1e-4}, {"diff": "translation,cutout"}),
-    "biggan-16": (BIGGAN, {"diff": ""}),
-    "biggan-16-diffaug": (BIGGAN, {"diff": "translation,cutout"}),
+    "dcgan-256": ({"architecture": "dcgan", "g_filters": 256}, {"diff": ""}),
+    "dcgan-128": ({"architecture": "dcgan", "g_filters": 128}, {"diff": ""}),
+    "dcgan-128-diffaug": ({"architecture": "dcgan", "g_filters": 128}, TRANS_CUT),
+    "dcgan-128-diffaug-ema": ({"architecture": "dcgan", "g_filters": 128, "ema_decay": 0.999}, TRANS_CUT),
+    "dcgan-64-diffaug": ({"architecture": "dcgan", "g_filters": 64}, TRANS_CUT),
+    "biggan-16-diffaug": (
+        {
+            "architecture": "biggan",
+            "g_filters": 16,
+            "d_filters": 16,
+            "attention": 0,
+            "lr_d": 4e-4,
+            "lr_g": 1e-4,
+        },
+        TRANS_CUT,
+    ),
 }
 
 
@@ -89,7 +98,7 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
         "fid": scored["fid"],
         "mifid": scored["mifid"],
         "steps": summary["steps"],
-        "epochs": summary.get("epoch", summary["steps"] // max(1, summary.get("steps_per_epoch", 1))),
+        "epochs": summary["epoch"],
         "images_per_s": summary["images_per_s"],
     }
 

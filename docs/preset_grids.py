@@ -41,6 +41,7 @@ RUNS: dict[str, tuple[int, dict[str, object]]] = {
     "dcgan-mnist": (2, {}),
     "dcgan-faces": (5, {"source": "folder", "sample_images": 1000}),
     "dcgan-dogs": (10, {"source": "sample"}),
+    "cdcgan-dogs": (20, {"source": "sample"}),
     "biggan-dogs": (20, {"source": "sample"}),
 }
 MNIST_IMAGES = 4000

@@ -54,3 +54,16 @@ def test_projection_discriminator_scores_depend_on_the_label():
     x = np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 3)).astype("float32")
     a = d([np.repeat(x, 2, 0), np.array([0, 3], np.int32)], training=False).numpy()
     assert abs(a[0, 0] - a[1, 0]) > 1e-6
+
+
+def test_layers_sharing_an_initializer_draw_their_own_weights():
+    keras.utils.set_random_seed(0)
+    init = blocks.initializer(0.02)
+    first, second = (keras.layers.Dense(8, kernel_initializer=init) for _ in range(2))
+    first.build((None, 8))
+    second.build((None, 8))
+    assert not np.allclose(first.kernel.numpy(), second.kernel.numpy())
+    keras.utils.set_random_seed(0)
+    again = keras.layers.Dense(8, kernel_initializer=blocks.initializer(0.02))
+    again.build((None, 8))
+    np.testing.assert_array_equal(again.kernel.numpy(), first.kernel.numpy())

@@ -24,6 +24,7 @@ SHAPES = {
     "dcgan-mnist": (28, 28, 1),
     "dcgan-faces": (40, 40, 3),
     "dcgan-dogs": (64, 64, 3),
+    "cdcgan-dogs": (64, 64, 3),
     "biggan-dogs": (64, 64, 3),
 }
 # The widths (units or filters) of each preset's layers, in order, as the recipes give them.
@@ -109,10 +110,26 @@ def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     assert not [v for v in g.weights if v.name == "bias"]
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in g.layers) == 2
 
-    big = preset_params("biggan-dogs")
-    gan = build_gan((64, 64, 3), big, 10, n_classes=3)
+    conditional = preset_params("cdcgan-dogs")
+    gan = build_gan((64, 64, 3), conditional, 10, n_classes=3)
     assert any(isinstance(layer, networks.ConditionalBatchNorm) for layer in gan.generator.layers)
     assert any(isinstance(layer, keras.layers.Embedding) for layer in gan.discriminator.layers)
+    assert gan.g_opt.beta_1 == 0.0 and gan.ema is not None
+    assert current_rate(gan.d_opt) > current_rate(gan.g_opt)
+
+
+def test_the_biggan_preset_is_the_winners_recipe_on_a_real_biggan():
+    p = params.parse({"train": {"preset": "biggan-dogs"}})
+    big = p.train.model_copy(update={"batch_size": BATCH})
+    assert (big.architecture, big.loss, big.batch_size) == ("biggan", "hinge", BATCH)
+    assert (p.train.batch_size, big.lr_g, big.lr_d, big.beta_1, big.beta_2) == (32, 1e-4, 4e-4, 0.0, 0.999)
+    assert big.conditional and big.attention == 32 and big.ema_decay == 0.9999 and big.ema_start > 0
+    assert p.submission.truncation == 0.8 and p.augment.diff == "translation,cutout"
+    gan = build_gan((64, 64, 3), big, 10, n_classes=3)
+    g_layers = [type(layer).__name__ for layer in gan.generator._flatten_layers()]
+    d_layers = [type(layer).__name__ for layer in gan.discriminator._flatten_layers()]
+    assert "HierarchicalBatchNorm" in g_layers and "SelfAttention" in g_layers and "SelfAttention" in d_layers
+    assert "ConditionalBatchNorm" not in g_layers
     assert gan.g_opt.beta_1 == 0.0 and gan.ema is not None
     assert current_rate(gan.d_opt) > current_rate(gan.g_opt)
 

@@ -8,12 +8,17 @@ from keras import layers, ops
 
 
 def initializer(stddev: float, truncated: bool = False) -> keras.initializers.Initializer:
-    """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform."""
+    """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform.
+
+    Seeded by a SeedGenerator (itself seeded by keras.utils.set_random_seed), so that the layers sharing
+    this initialiser each draw their own weights: an integer or absent seed would give every layer the
+    same random stream."""
+    seed = keras.random.SeedGenerator()
     if not stddev:
-        return keras.initializers.GlorotUniform()
+        return keras.initializers.GlorotUniform(seed=seed)
     if truncated:
-        return keras.initializers.TruncatedNormal(stddev=stddev)
-    return keras.initializers.RandomNormal(stddev=stddev)
+        return keras.initializers.TruncatedNormal(stddev=stddev, seed=seed)
+    return keras.initializers.RandomNormal(stddev=stddev, seed=seed)
 
 
 def maybe_dropout(x, rate: float):
