@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint format bench clean
+.PHONY: install repro test lint format bench quality clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: install
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/mifid.py
 	$(BIN)/python benchmarks/submission.py
+	$(BIN)/python benchmarks/input_pipeline.py
+
+quality: install
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
