@@ -18,6 +18,19 @@ SQUARES = (16, 16, 3)
 KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
 
 
+def run_mode(script, mode: str, out, timeout: float = 240) -> None:
+    """Run a test file as a script in a fresh process, `python script mode out` (how the tests that split
+    the CPU into logical devices run, as TensorFlow must not be initialised first); fails with its output
+    when it does."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(script), mode, str(out)], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+
 @pytest.fixture(autouse=True)
 def offline(tmp_path, monkeypatch):
     """An empty doggan cache and Kaggle's graph at a closed port: `eval.backbone: auto` finds no graph

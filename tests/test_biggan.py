@@ -1,7 +1,6 @@
 """BigGAN: sized from the image side, hierarchical z and the class reach every block, self-attention as
 computed by hand, orthogonal weights, saving and loading, and 2 replicas computing the gradients of 1."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_mode
 
 from doggan import networks, sampling, train_inputs, train_report, train_state, train_step
 from doggan.networks import biggan
@@ -198,10 +198,7 @@ def replicas_main(out: str) -> None:
 @pytest.mark.slow
 def test_two_replicas_compute_the_gradients_of_one(tmp_path):
     out = tmp_path / "grads.npz"
-    result = subprocess.run(
-        [sys.executable, str(HERE), "replicas", str(out)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    run_mode(HERE, "replicas", out, timeout=300)
     data = np.load(out)
     assert int(data["replicas"]) == 2
     names = sorted(k for k in data.files if k.startswith("one_"))

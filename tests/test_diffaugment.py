@@ -5,13 +5,13 @@ The two-replica check of the train-step helper runs in a subprocess that execute
 (logical CPU devices must be configured before TensorFlow starts).
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_mode
 
 from doggan import params
 from doggan.diffaugment import augment_replica_batch, diff_augment
@@ -210,13 +210,7 @@ def replicas_main(out: str) -> None:
 
 @pytest.mark.slow
 def test_the_helper_augments_a_step_alike_on_one_replica_and_on_two(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(HERE), "replicas", str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_mode(HERE, "replicas", tmp_path / "out.npz")
     data = np.load(tmp_path / "out.npz")
     assert int(data["replicas"]) == 2
     np.testing.assert_allclose(data["two"], data["one"], atol=1e-6)

@@ -5,7 +5,6 @@ Experience replay, dropout, the initialiser's scale, biases and loss balancing, 
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_params
+from conftest import run_mode, tiny_params
 
 from doggan import networks
 from doggan.params import AugmentParams, TrainParams
@@ -207,13 +206,7 @@ def replicas_main(out: str) -> None:
 
 @pytest.mark.slow
 def test_replay_and_balancing_on_two_replicas(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(HERE), "replicas", str(tmp_path / "out.npz")],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_mode(HERE, "replicas", tmp_path / "out.npz")
     data = np.load(tmp_path / "out.npz")
     assert int(data["replicas"]) == 2
     assert data["counts"].tolist() == [5 * 4, 5 * 4]  # each replica wrote its half of every batch
