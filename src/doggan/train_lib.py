@@ -75,7 +75,10 @@ class Budget:
     """train.time_budget_min as a clock started with the run: the next step is taken only if the time so
     far plus the typical step time (plus the mean MiFID evaluation when that step ends an evaluated epoch)
     stays within it. The first step of a run is always taken: it is the first measurement. It also traces
-    and compiles the step, so it is left out of the typical (median) step time once others exist."""
+    and compiles the step, so it is left out of the typical step time: the median of the last RECENT
+    steps after it. Without a budget nothing is computed: this runs before every step."""
+
+    RECENT = 100
 
     def __init__(self, minutes: float, began: float):
         self.seconds = minutes * 60 if minutes else math.inf
@@ -84,9 +87,10 @@ class Budget:
         self.evaluations: list[float] = []
 
     def allows(self, evaluates: bool) -> bool:
-        if not self.steps:
+        if math.isinf(self.seconds) or not self.steps:
             return True
-        expected = float(np.median(self.steps[1:] or self.steps))
+        after_first = self.steps[1:] if len(self.steps) <= self.RECENT else self.steps[-self.RECENT :]
+        expected = float(np.median(after_first or self.steps))
         if evaluates and self.evaluations:
             expected += float(np.mean(self.evaluations))
         return time.perf_counter() - self.began + expected <= self.seconds
