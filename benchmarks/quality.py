@@ -26,16 +26,22 @@ ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "docs" / "quality"
 N_SCORED = 2000
 TRANS_CUT = {"diff": "translation,cutout"}
-# name → (train overrides, augment overrides), each laid over params.yaml.
+SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
+# name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {
-    "dcgan-256": ({"architecture": "dcgan", "g_filters": 256}, {"diff": ""}),
-    "dcgan-128": ({"architecture": "dcgan", "g_filters": 128}, {"diff": ""}),
-    "dcgan-128-diffaug": ({"architecture": "dcgan", "g_filters": 128}, TRANS_CUT),
-    "dcgan-128-diffaug-ema": ({"architecture": "dcgan", "g_filters": 128, "ema_decay": 0.999}, TRANS_CUT),
-    "dcgan-64-diffaug": ({"architecture": "dcgan", "g_filters": 64}, TRANS_CUT),
-    "biggan-16-diffaug": (
+    "default": ({}, {}),
+    "default-diffaug": ({}, TRANS_CUT),
+    "default-sngan": (SNGAN, {}),
+    "default-at-64": ({"resolution": 0}, {}),
+    "dcgan-256-at-64-sngan": (
+        {**SNGAN, "resolution": 0, "g_filters": 256, "init_stddev": 0.02, "label_noise": 0.05},
+        {},
+    ),
+    "biggan-16-at-64-diffaug": (
         {
+            **SNGAN,
             "architecture": "biggan",
+            "resolution": 0,
             "g_filters": 16,
             "d_filters": 16,
             "attention": 0,
@@ -104,7 +110,7 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
 
 
 def main(argv: list[str]) -> None:
-    budget = float(argv[0]) if argv else 3.5
+    budget = float(argv[0]) if argv else 3.0
     names = argv[1:] or list(RECIPES)
     raw = base_params()
     rows = []

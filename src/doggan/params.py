@@ -120,6 +120,7 @@ class TrainParams(Section):
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
+    resolution: int = Field(0, ge=0)
     noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(256, ge=8)
     d_filters: int = Field(32, ge=8)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import keras
+from keras import layers
 
+from doggan.errors import DogganError
 from doggan.networks import biggan, dcgan, dcgan_dogs, dcgan_faces, dcgan_mnist, mlp
 from doggan.networks.attention import SelfAttention
 from doggan.networks.blocks import ConditionalBatchNorm, HierarchicalBatchNorm
@@ -30,8 +32,48 @@ Shape = tuple[int, int, int]
 CLASSIC = {"mlp": mlp, "dcgan-mnist": dcgan_mnist, "dcgan-faces": dcgan_faces, "dcgan-dogs": dcgan_dogs}
 
 
+def working_shape(p: TrainParams, shape: Shape) -> Shape:
+    """The shape G draws and D judges at: `shape`, or its side brought down to train.resolution."""
+    side = p.resolution or shape[0]
+    if side > shape[0] or shape[0] % side or shape[0] != shape[1]:
+        raise DogganError(
+            f"train.resolution {p.resolution} must divide the square crops' side ({shape[0]}x{shape[1]}), "
+            "or be 0 (train at the crops' size)"
+        )
+    return (side, side, shape[2])
+
+
 def make_generator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Model:
-    """The generator of `p.architecture` for images of `shape`, class-conditional when `n_classes`."""
+    """The generator of `p.architecture` for images of `shape`, class-conditional when `n_classes`.
+
+    With train.resolution below the side, G draws at that side and its images are enlarged bilinearly to
+    `shape` inside the model, so every user of the generator gets images of `shape`."""
+    small = working_shape(p, shape)
+    g = _generator(p, small, n_classes)
+    if small == shape:
+        return g
+    up = layers.UpSampling2D(shape[0] // small[0], interpolation="bilinear", dtype="float32", name="enlarge")
+    return keras.Model(g.inputs, up(g.outputs[0]), name="generator")
+
+
+def make_discriminator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Model:
+    """The discriminator of `p.architecture`, with a projection term for the class when `n_classes`.
+
+    With train.resolution below the side, D average-pools its `shape` inputs, real and fake alike, down
+    to that side first: most of a step's work is D's, and it shrinks with the square of the side."""
+    small = working_shape(p, shape)
+    d = _discriminator(p, small, n_classes)
+    if small == shape:
+        return d
+    image = keras.Input(shape, name="image")
+    pooled = layers.AveragePooling2D(shape[0] // small[0], name="shrink")(image)
+    if not n_classes:
+        return keras.Model(image, d(pooled), name="discriminator")
+    label = keras.Input((), dtype="int32", name="label")
+    return keras.Model([image, label], d([pooled, label]), name="discriminator")
+
+
+def _generator(p: TrainParams, shape: Shape, n_classes: int) -> keras.Model:
     if p.architecture in CLASSIC:
         return CLASSIC[p.architecture].make_generator(p.z_dim, shape, p)
     if p.architecture == "biggan":
@@ -41,8 +83,7 @@ def make_generator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Mo
     )
 
 
-def make_discriminator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Model:
-    """The discriminator of `p.architecture`, with a projection term for the class when `n_classes`."""
+def _discriminator(p: TrainParams, shape: Shape, n_classes: int) -> keras.Model:
     if p.architecture in CLASSIC:
         return CLASSIC[p.architecture].make_discriminator(shape, p)
     if p.architecture == "biggan":
