@@ -148,7 +148,7 @@ def run_self(mode, out, env=None):
     )
 
 
-def finish(process, timeout=240):
+def finish(process, timeout=600):
     output, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, output[-4000:]
 

@@ -15,6 +15,8 @@ def test_onednn_kernels_are_on_unless_the_environment_turns_them_off(given, seen
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the line TensorFlow logs when the kernels are on
     if given is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = given
-    result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == seen
     assert ("oneDNN custom operations are on" in result.stderr) == (seen == "1")
