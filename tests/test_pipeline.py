@@ -23,7 +23,8 @@ TINY = {
     "submission": {"n_images": 200, "batch_size": 100, "workers": 1},
 }
 
-pytestmark = pytest.mark.slow
+# One worker runs this file, so that the repo fixture's `dvc repro` runs once per test session.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]
 
 
 def run(cmd, cwd, env):
@@ -174,10 +175,9 @@ def test_changing_train_params_reruns_only_downstream(repo):
     ], header
 
 
-def test_queued_experiments_run_with_queue_start(repo):
+def test_a_queued_experiment_runs_with_queue_start(repo):
     repo, env = repo
-    for lr in ("0.0001", "0.0004"):
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.lr_d={lr}"], repo, env)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr_d=0.0004"], repo, env)
     run(["dvc", "queue", "start"], repo, env)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -185,9 +185,9 @@ def test_queued_experiments_run_with_queue_start(repo):
         if "Queued" not in status and "Running" not in status:
             break
         time.sleep(3)
-    assert status.count("Success") == 2, status
+    assert status.count("Success") == 1, status
     table = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo, env)))
-    assert "0.0001" in table and "0.0004" in table
+    assert "0.0004" in table
 
 
 def test_push_then_pull_restores_outputs(repo, tmp_path):
