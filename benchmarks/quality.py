@@ -30,6 +30,7 @@ SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
 # name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {
     "default": ({}, {}),
+    "default-no-ema": ({"ema_decay": 0.0}, {}),
     "default-diffaug": ({}, TRANS_CUT),
     "default-sngan": (SNGAN, {}),
     "default-at-64": ({"resolution": 0}, {}),
