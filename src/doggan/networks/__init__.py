@@ -34,7 +34,9 @@ CLASSIC = {"mlp": mlp, "dcgan-mnist": dcgan_mnist, "dcgan-faces": dcgan_faces, "
 
 def working_shape(p: TrainParams, shape: Shape) -> Shape:
     """The shape G draws and D judges at: `shape`, or its side brought down to train.resolution."""
-    side = p.resolution or shape[0]
+    side = p.resolution
+    if not side:
+        return shape
     if side > shape[0] or shape[0] % side or shape[0] != shape[1]:
         raise DogganError(
             f"train.resolution {p.resolution} must divide the square crops' side ({shape[0]}x{shape[1]}), "
