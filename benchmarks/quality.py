@@ -30,19 +30,18 @@ SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
 # name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {
     "default": ({}, {}),
+    "default-no-diffaug": ({}, {"diff": ""}),
+    "default-lr-2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
+    "default-batch-16": ({"batch_size": 16}, {}),
     "default-no-ema": ({"ema_decay": 0.0}, {}),
-    "default-diffaug": ({}, TRANS_CUT),
     "default-sngan": (SNGAN, {}),
     "default-at-64": ({"resolution": 0}, {}),
-    "dcgan-256-at-64-sngan": (
-        {**SNGAN, "resolution": 0, "g_filters": 256, "init_stddev": 0.02, "label_noise": 0.05},
-        {},
-    ),
     "biggan-16-at-64-diffaug": (
         {
             **SNGAN,
             "architecture": "biggan",
             "resolution": 0,
+            "batch_size": 16,
             "g_filters": 16,
             "d_filters": 16,
             "attention": 0,
