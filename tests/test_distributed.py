@@ -172,7 +172,11 @@ def test_two_replicas_compute_the_gradients_of_one(tmp_path):
     assert not np.allclose(data["diff_one_d0"], data["one_d0"])
 
 
-@pytest.fixture(scope="module")
+# The tests of `variants` run on one xdist worker, whose session keeps its single subprocess run.
+VARIANTS_GROUP = pytest.mark.xdist_group("distributed-variants")
+
+
+@pytest.fixture(scope="session")
 def variants(tmp_path_factory):
     """The weights and step values of each of VARIANTS after three steps on two logical devices."""
     out = tmp_path_factory.mktemp("variants") / "variants.npz"
@@ -185,6 +189,7 @@ def weights(data, name, when):
 
 
 @pytest.mark.slow
+@VARIANTS_GROUP
 def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
     assert int(variants["xla_replicas"]) == 2
     np.testing.assert_allclose(variants["xla_values"], variants["plain_values"], rtol=1e-3, atol=1e-5)
@@ -200,6 +205,7 @@ def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
 
 
 @pytest.mark.slow
+@VARIANTS_GROUP
 @pytest.mark.parametrize("name", ["mixed", "mixed_xla"])
 def test_mixed_precision_trains_on_two_replicas(variants, name):
     assert int(variants[f"{name}_replicas"]) == 2

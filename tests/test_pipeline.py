@@ -23,7 +23,8 @@ TINY = {
     "submission": {"n_images": 200, "batch_size": 100, "workers": 1},
 }
 
-# One worker runs this file, so that the repo fixture's `dvc repro` runs once per test session.
+# One worker runs this file and keeps the repo fixture for its whole session (a module fixture would be
+# rebuilt whenever the worker runs another file's tests in between), so `dvc repro` runs once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]
 
 
@@ -40,7 +41,7 @@ def declared_outputs(dvc_yaml):
                 yield next(iter(entry)) if isinstance(entry, dict) else entry
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def repo(tmp_path_factory):
     """A copy of the project in a new git repo, with tiny params, after one `dvc repro`."""
     repo = tmp_path_factory.mktemp("repo")
