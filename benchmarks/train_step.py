@@ -16,6 +16,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import doggan  # noqa: E402, F401  (first: it turns on oneDNN's CPU kernels before TensorFlow loads)
+
+# isort: split
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
