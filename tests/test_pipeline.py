@@ -23,8 +23,8 @@ TINY = {
     "submission": {"n_images": 200, "batch_size": 100, "workers": 1},
 }
 
-# One worker runs this file and keeps the repo fixture for its whole session (a module fixture would be
-# rebuilt whenever the worker runs another file's tests in between), so `dvc repro` runs once.
+# One pytest-xdist worker runs this file (--dist loadgroup) and keeps the repo fixture for its session,
+# so `dvc repro` runs once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]
 
 
