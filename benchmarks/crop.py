@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from doggan.crop import crop_stage
+from doggan.crops.crop import crop_stage
+from doggan.data.sample import BREEDS, Dog, voc_xml
 from doggan.params import CropParams
-from doggan.sample import BREEDS, Dog, voc_xml
 
 WIDTH, HEIGHT = 500, 375
 

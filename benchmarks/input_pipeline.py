@@ -1,6 +1,6 @@
 """Images/s of the training input pipeline alone against the train step it feeds, in one run.
 
-The pipeline is `train_lib.train_dataset` (augmentation policy, shuffling, batching, the step's noise
+The pipeline is `loop.train_dataset` (augmentation policy, shuffling, batching, the step's noise
 and D targets) over random 64×64×3 crops written with `save_crops` and read back with `load_crops`
 (whose decode time is printed too). The step is the default DCGAN train step at batch 64, as
 benchmarks/train_step.py runs it. The pipeline should deliver several times what the step consumes,
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np  # noqa: E402
 import train_step  # noqa: E402
 
-from doggan import train_lib  # noqa: E402
-from doggan.crops_file import Crops, load_crops, save_crops  # noqa: E402
+from doggan.crops.file import Crops, load_crops, save_crops  # noqa: E402
 from doggan.params import AugmentParams, TrainParams  # noqa: E402
+from doggan.training import loop  # noqa: E402
 
 POLICIES = {
     "flip": AugmentParams(flip=True),
@@ -61,7 +61,7 @@ def decode_rate(path: Path, rounds: int = 3) -> tuple[Crops, float]:
 def pipeline_rate(crops: Crops, policy: AugmentParams, params: TrainParams, batches: int) -> dict:
     """Images drawn from the train stage's dataset per second and per CPU-second of this process
     (which other processes on the machine do not lower), after a few warm-up batches."""
-    iterator = iter(train_lib.train_dataset(crops.images, crops.labels, policy, params, 0))
+    iterator = iter(loop.train_dataset(crops.images, crops.labels, policy, params, 0))
     for _ in range(5):
         next(iterator)
     began, cpu = time.perf_counter(), time.process_time()

@@ -33,12 +33,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from doggan import backbones, mifid
+from doggan.data.sample import write_sample
+from doggan.output.sampling import Generator, write_meta
+from doggan.output.submission_writer import submission_stage
 from doggan.params import EvalParams, Params, SubmissionParams, TrainParams
-from doggan.sample import write_sample
-from doggan.sampling import Generator, write_meta
+from doggan.scoring import backbones, mifid
 from doggan.stages import evaluate, outputs, real_stats
-from doggan.submission_writer import submission_stage
 
 BATCH = 50
 SIZE = 299

@@ -20,7 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from doggan import crop, data_provider, download, evaluation, params, sampling, train_lib  # noqa: E402
+from doggan import params  # noqa: E402
+from doggan.crops import crop  # noqa: E402
+from doggan.data import download  # noqa: E402
+from doggan.output import sampling  # noqa: E402
+from doggan.scoring import evaluation  # noqa: E402
+from doggan.training import loop
+from doggan.training.policy import augment_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "docs" / "quality"
@@ -81,8 +87,8 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
     p = params.parse(raw)
     out = work / name
     policy = out / "policy.json"
-    data_provider.augment_stage(paths["crops"], p.augment, policy, out / "augment.png")
-    run_paths = train_lib.TrainPaths(
+    augment_stage(paths["crops"], p.augment, policy, out / "augment.png")
+    run_paths = loop.TrainPaths(
         crops=paths["crops"],
         policy=policy,
         real_stats=paths["stats"],
@@ -91,7 +97,7 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
         live=out / "live",
         plots=out / "plots",
     )
-    summary = train_lib.train_stage(run_paths, p.train, p.eval)
+    summary = loop.train_stage(run_paths, p.train, p.eval)
     gen = sampling.load_generator(out / "models")
     images = np.concatenate(
         list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation))

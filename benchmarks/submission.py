@@ -22,11 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 from PIL import Image
 
-from doggan.grids import to_uint8
+from doggan.output.grids import to_uint8
+from doggan.output.sampling import Generator, load_generator, write_meta
+from doggan.output.submission import validate
+from doggan.output.submission_writer import submission_stage
 from doggan.params import SubmissionParams, TrainParams
-from doggan.sampling import Generator, load_generator, write_meta
-from doggan.submission import validate
-from doggan.submission_writer import submission_stage
 
 
 def save_generator(model_dir: Path) -> None:

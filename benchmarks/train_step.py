@@ -22,11 +22,12 @@ import doggan  # noqa: E402, F401  (first: it turns on oneDNN's CPU kernels befo
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from doggan import networks, params, train_lib  # noqa: E402
+from doggan import networks, params  # noqa: E402
 from doggan.params import AugmentParams, TrainParams  # noqa: E402
-from doggan.train_inputs import train_dataset  # noqa: E402
-from doggan.train_state import build_gan  # noqa: E402
-from doggan.train_step import make_train_step  # noqa: E402
+from doggan.training.inputs import train_dataset  # noqa: E402
+from doggan.training.loop import make_strategy  # noqa: E402
+from doggan.training.state import build_gan  # noqa: E402
+from doggan.training.step import make_train_step  # noqa: E402
 
 SHAPE = (64, 64, 3)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +43,7 @@ def images(n: int = 512) -> np.ndarray:
 
 
 def ours(params: TrainParams, data: np.ndarray):
-    strategy = train_lib.make_strategy(params.devices)
+    strategy = make_strategy(params.devices)
     with strategy.scope():
         gan = build_gan(SHAPE, params, 10_000)
     dataset = train_dataset(data, np.zeros(len(data), np.int32), AugmentParams(flip=False), params, 0)

@@ -126,7 +126,7 @@ def small_png(image: Image.Image) -> bytes:
 def run_preset(preset: str, work: Path) -> float:
     """The preset's pipeline in `work`; its grid written to docs/presets. Returns seconds taken."""
     from doggan import cli, params
-    from doggan.sample import write_sample
+    from doggan.data.sample import write_sample
 
     epochs, data = RUNS[preset]
     data = dict(data)

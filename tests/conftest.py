@@ -12,10 +12,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from doggan.submission import N_IMAGES  # noqa: E402
+from doggan.output.submission import N_IMAGES  # noqa: E402
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
 SQUARES = (16, 16, 3)
 KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def script_env(**extra) -> dict:
+    """The environment for a test file run as a script: this folder on the path, for `conftest`."""
+    path = os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 def run_mode(script, mode: str, out, timeout: float = 240) -> None:
@@ -26,7 +33,11 @@ def run_mode(script, mode: str, out, timeout: float = 240) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, str(script), mode, str(out)], capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(script), mode, str(out)],
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
 
@@ -45,9 +56,9 @@ def offline(tmp_path, monkeypatch):
 @pytest.fixture
 def prepared(tmp_path):
     """A crops file of 32 coloured squares (16×16×3, two breeds) and the policy augment writes for it."""
-    from doggan.crops_file import Crops, save_crops
-    from doggan.data_provider import augment_stage
+    from doggan.crops.file import Crops, save_crops
     from doggan.params import AugmentParams
+    from doggan.training.policy import augment_stage
 
     rng = np.random.default_rng(0)
     images = np.zeros((32, *SQUARES), np.uint8)
@@ -76,7 +87,7 @@ def tiny_params(**overrides):
 
 def train_paths(root, stats="missing_stats.npz"):
     """The train stage's paths on a `prepared` folder: outputs under its out/, real statistics `stats`."""
-    from doggan.train_lib import TrainPaths
+    from doggan.training.paths import TrainPaths
 
     out = root / "out"
     return TrainPaths(
@@ -96,11 +107,11 @@ def run_train():
 
     `stats` names the real-statistics file in that folder (absent by default: no MiFID during training).
     """
-    from doggan import train_lib
     from doggan.params import EvalParams
+    from doggan.training import loop
 
     def run(root, params, eval_params=None, stats="missing_stats.npz"):
-        summary = train_lib.train_stage(train_paths(root, stats), params, eval_params or EvalParams())
+        summary = loop.train_stage(train_paths(root, stats), params, eval_params or EvalParams())
         return root / "out", summary
 
     return run

@@ -3,7 +3,7 @@
 import pytest
 
 from doggan.cli import main
-from doggan.submission import N_IMAGES
+from doggan.output.submission import N_IMAGES
 
 
 @pytest.fixture

@@ -132,6 +132,45 @@ def test_closure_sees_imports_inside_functions_and_skips_type_checking(tmp_path)
     script.write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from doggan.params import Params\n"
-        "def f():\n    from doggan import mifid\n"
+        "def f():\n    from doggan.scoring import mifid\n"
     )
-    assert closure(script) == {"src/doggan/__init__.py", "src/doggan/mifid.py"}
+    assert closure(script) == {
+        "src/doggan/__init__.py",
+        "src/doggan/scoring/__init__.py",
+        "src/doggan/scoring/mifid.py",
+    }
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each doggan module and the doggan modules it imports (anywhere in it, as `closure` reads them)."""
+    modules = {}
+    for path in (SRC / "doggan").rglob("*.py"):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = set()
+        for imported in imported_modules(path):
+            while imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported not in (name, "doggan"):
+                graph[name].add(imported)
+    return graph
+
+
+def test_no_module_imports_itself_back():
+    """No import circle: a module reached from another never leads back to it (a depth-first search)."""
+    graph = import_graph()
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, "import circle: " + " -> ".join((*path[path.index(name) :], name))
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, (*path, name))
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())
+    assert {"doggan.training.loop", "doggan.training.report", "doggan.training.paths"} <= set(graph)

@@ -1,8 +1,10 @@
+import io
 import re
 import typing
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from doggan import params, presets
 
@@ -112,3 +114,24 @@ def test_the_replay_buffer_must_hold_a_batch():
     with pytest.raises(params.ParamsError, match="replay_size"):
         params.parse({"train": {"batch_size": 16, "replay_size": 8}})
     assert params.parse({"train": {"batch_size": 16, "replay_size": 16}}).train.replay_size == 16
+
+
+def literal_choices(annotation) -> list:
+    """Every value a `Literal` (possibly inside an alias or a union) allows."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [v for arg in typing.get_args(annotation) for v in literal_choices(arg)]
+
+
+@pytest.mark.parametrize("section", list(params.Params.model_fields))
+def test_every_choice_reads_the_same_unquoted_in_yaml_1_1(section):
+    """`dvc exp run -S` rewrites params.yaml without quotes; PyYAML (YAML 1.1) then reads `off`, `no` or
+    `on` as booleans. Every allowed choice must survive that, and so must params.yaml itself."""
+    yaml = pytest.importorskip("yaml")
+    model = params.Params.model_fields[section].annotation
+    for name, field in model.model_fields.items():
+        for choice in literal_choices(field.annotation):
+            assert yaml.safe_load(f"{name}: {choice}") == {name: choice}, f"{section}.{name}: {choice}"
+    rewritten = io.StringIO()  # as DVC writes params.yaml back: ruamel, YAML 1.2, quotes only if needed
+    YAML().dump(YAML(typ="safe").load(ROOT / "params.yaml"), rewritten)
+    assert params.parse(yaml.safe_load(rewritten.getvalue())) == params.load(ROOT / "params.yaml")

@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from doggan import networks, params, sampling, submission, submission_writer, train_lib
-from doggan.crop import crop_stage
-from doggan.crops_file import load_crops
-from doggan.data_provider import augment_stage
-from doggan.download import fetch
+from doggan import networks, params
+from doggan.crops.crop import crop_stage
+from doggan.crops.file import load_crops
+from doggan.data.download import fetch
 from doggan.errors import DogganError
+from doggan.output import sampling, submission, submission_writer
 from doggan.params import AugmentParams, EvalParams
-from doggan.train_inputs import step_inputs, train_dataset
-from doggan.train_state import build_gan, current_rate
-from doggan.train_step import make_train_step
+from doggan.training import loop
+from doggan.training.inputs import step_inputs, train_dataset
+from doggan.training.policy import augment_stage
+from doggan.training.state import build_gan, current_rate
+from doggan.training.step import make_train_step
 
 SHAPES = {
     "default": (64, 64, 3),
@@ -163,7 +165,7 @@ def test_an_mnist_preset_runs_download_to_a_scored_submission(tmp_path, monkeypa
     assert crops.images.shape == (16, 28, 28, 1)
     assert {c.tobytes() for c in crops.images[..., 0]} == {d.tobytes() for d in digits}
     augment_stage(out / "crops.npz", p.augment, out / "policy.json", out / "augment.png")
-    paths = train_lib.TrainPaths(
+    paths = loop.TrainPaths(
         crops=out / "crops.npz",
         policy=out / "policy.json",
         real_stats=out / "missing_stats.npz",
@@ -172,7 +174,7 @@ def test_an_mnist_preset_runs_download_to_a_scored_submission(tmp_path, monkeypa
         live=out / "live",
         plots=out / "plots",
     )
-    summary = train_lib.train_stage(paths, p.train, EvalParams())
+    summary = loop.train_stage(paths, p.train, EvalParams())
     assert summary["steps"] == 2
     meta = json.loads((out / "models" / "generator.json").read_text())
     assert meta["noise"] == "uniform" and meta["image_shape"] == [28, 28, 1]

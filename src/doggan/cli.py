@@ -17,7 +17,7 @@ def _stage(name: str) -> ModuleType:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from doggan import generate
+    from doggan.output import generate
 
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     from doggan import params as params_lib
 
     if args.command == "validate":
-        from doggan.submission import validate
+        from doggan.output.submission import validate
 
         problems = validate(args.path)
         for problem in problems:
@@ -51,11 +51,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{args.path}: valid submission")
         return 1 if problems else 0
     if args.command == "generate":
-        from doggan.generate import run
+        from doggan.output.generate import run
 
         return run(args)
     if args.command == "submit":
-        from doggan.upload import submit
+        from doggan.output.upload import submit
 
         p = params_lib.load(args.params)
         submit(
@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "weights":
-        from doggan.weights import prefetch
+        from doggan.scoring.weights import prefetch
 
         for located in prefetch(args.private):
             print(f"{located.path}: {located.source} ({located.url})")

@@ -20,7 +20,11 @@ from doggan.errors import DogganError
 log = logging.getLogger("doggan")
 Interpolation = Literal["area", "nearest", "linear", "cubic", "lanczos"]
 Range = Annotated[tuple[float, float], Field(strict=False)]
-DIFF_OPS = ("color", "translation", "cutout")  # DiffAugment's ops (doggan.diffaugment), in the order applied
+DIFF_OPS = (
+    "color",
+    "translation",
+    "cutout",
+)  # DiffAugment's ops (doggan.training.diffaugment), in the order applied
 
 
 class ParamsError(DogganError):
@@ -82,7 +86,7 @@ class CropParams(Section):
     interpolation_up: Interpolation = "cubic"
     min_box: int = Field(4, ge=1)
     max_aspect: float = Field(0.0, ge=0.0)
-    whole_photos: Literal["off", "pad", "center"] = "off"
+    whole_photos: Literal["none", "pad", "center"] = "none"
     workers: int = Field(0, ge=0)
     preview: int = Field(64, ge=1, le=1024)
 

@@ -1,8 +1,8 @@
 """Run one pipeline stage: validate the params, run the stage, record the values it used.
 
-`pipeline/<stage>.py` and `doggan <stage>` both come here. After a stage succeeds, the params it
-declares (params.yaml with the preset laid over it) are written to reports/params/<stage>.yaml, which
-dvc.yaml lists as top-level params: `dvc exp show` then shows the values each run really used.
+`pipeline/<stage>.py` and `doggan <stage>` both come here. After a stage succeeds, the values its
+preset fixed among the params it declares are written to reports/params/<stage>.yaml, which dvc.yaml
+lists as top-level params: `dvc exp show` then shows what a preset run really used beside params.yaml.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import ModuleType
 from ruamel.yaml import YAML
 
 from doggan import params as params_lib
+from doggan import presets
 from doggan.errors import DogganError
 from doggan.files import atomic_path
 from doggan.stages import outputs
@@ -26,18 +27,22 @@ log = logging.getLogger("doggan")
 
 
 def effective(p: params_lib.Params, keys: tuple[str, ...]) -> dict:
-    """The values of `keys` ("section" or "section.key") as this run uses them, by section."""
+    """The values among `keys` ("section" or "section.key") that the run's preset fixed, by section:
+    what this run used beyond params.yaml. A run without a preset records nothing, so that `dvc exp
+    show` shows each param once."""
+    fixed = presets.values(p.train.preset)
     dumped = p.model_dump(mode="json")
     picked: dict[str, dict] = {}
     for key in keys:
         section, _, name = key.partition(".")
-        values = dumped[section] if not name else {name: dumped[section][name]}
-        picked.setdefault(section, {}).update(values)
+        for field in [name] if name else list(dumped[section]):
+            if field in fixed.get(section, {}):
+                picked.setdefault(section, {})[field] = dumped[section][field]
     return picked
 
 
 def write_effective(name: str, p: params_lib.Params, keys: tuple[str, ...]) -> None:
-    """reports/params/<name>.yaml: the stage's params as used, atomically."""
+    """reports/params/<name>.yaml: the values its preset fixed among the stage's params, atomically."""
     text = io.StringIO()
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False

@@ -10,6 +10,6 @@ PARAMS = ("augment", "train.preset")
 
 def run(p: Params) -> None:
     """Write the augmentation policy training will use, previewed through the training pipeline."""
-    from doggan import data_provider
+    from doggan.training.policy import augment_stage
 
-    data_provider.augment_stage(outputs.CROPS, p.augment, outputs.POLICY, outputs.AUGMENT_PREVIEW)
+    augment_stage(outputs.CROPS, p.augment, outputs.POLICY, outputs.AUGMENT_PREVIEW)

@@ -10,6 +10,6 @@ PARAMS = ("crop", "train.preset")
 
 def run(p: Params) -> None:
     """Crop every annotated dog from data/raw into data/crops/crops.npz; report what was skipped."""
-    from doggan import crop
+    from doggan.crops import crop
 
     crop.crop_stage(outputs.RAW, p.crop, outputs.CROPS, outputs.CROP_REPORT, outputs.CROP_PREVIEW)

@@ -10,6 +10,6 @@ PARAMS = ("data", "train.preset")
 
 def run(p: Params) -> None:
     """Fetch or build the raw archives (all-dogs.zip, Annotation.zip) from data.source."""
-    from doggan import download
+    from doggan.data import download
 
     download.fetch(p.data, outputs.RAW)

@@ -12,7 +12,7 @@ HEADLINE = ("mifid", "fid", "distance", "backbone")
 
 def run(p: Params) -> None:
     """Score submission/images.zip; headline numbers to metrics/, the full record to reports/."""
-    from doggan import evaluation
+    from doggan.scoring import evaluation
 
     metrics = evaluation.evaluate_stage(
         outputs.SUBMISSION, outputs.REAL_STATS, p.eval, outputs.EVAL_REPORT, outputs.EVAL_PLOTS

@@ -10,6 +10,6 @@ PARAMS = ("eval.backbone", "eval.protocol", "eval.inception_graph", "eval.real",
 
 def run(p: Params) -> None:
     """Compute the real photos' (or crops') feature statistics for MiFID."""
-    from doggan import evaluation
+    from doggan.scoring import evaluation
 
     evaluation.real_stats_stage(outputs.RAW, outputs.CROPS, p.eval, outputs.REAL_STATS)

@@ -18,7 +18,7 @@ PARAMS = (
 
 def run(p: Params) -> None:
     """Draw the submission from the trained generator into submission/images.zip and check it."""
-    from doggan import submission_writer
+    from doggan.output import submission_writer
 
     submission_writer.submission_stage(
         outputs.MODELS, p.submission, outputs.SUBMISSION, outputs.SUBMISSION_PREVIEW

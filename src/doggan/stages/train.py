@@ -20,9 +20,10 @@ HEADLINE = ("train_time_s", "steps", "epoch", "stopped_on_budget", "best_mifid")
 
 def run(p: Params) -> None:
     """Train on the crops with the resolved policy; write the generator and the run's metrics."""
-    from doggan import train_lib
+    from doggan.training.loop import train_stage
+    from doggan.training.paths import TrainPaths
 
-    paths = train_lib.TrainPaths(
+    paths = TrainPaths(
         crops=outputs.CROPS,
         policy=outputs.POLICY,
         real_stats=outputs.REAL_STATS,
@@ -31,5 +32,5 @@ def run(p: Params) -> None:
         live=outputs.LIVE,
         plots=outputs.TRAIN_PLOTS,
     )
-    summary = train_lib.train_stage(paths, p.train, p.eval)
+    summary = train_stage(paths, p.train, p.eval)
     write_json(outputs.TRAIN_METRICS, outputs.headline(summary, HEADLINE), sort_keys=False)

@@ -1,0 +1,129 @@
+"""Load a trained generator and draw uint8 images from it in large batches.
+
+The train stage writes `generator.keras` (the EMA weights when EMA is on) beside `generator.json`,
+which records how to feed it: noise size and distribution, classes, their proportions and names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GENERATOR_FILE = "generator.keras"
+META_FILE = "generator.json"
+
+
+@dataclass(frozen=True)
+class Generator:
+    model: object
+    z_dim: int
+    noise: str = "normal"
+    n_classes: int = 0
+    class_probs: tuple[float, ...] = ()
+    image_shape: tuple[int, int, int] = (64, 64, 3)
+    breeds: tuple[str, ...] = ()  # the name of each class of a conditional model, when recorded
+
+
+def write_meta(model_dir: str | Path, gen: Generator) -> None:
+    from doggan.files import write_json
+
+    write_json(
+        Path(model_dir) / META_FILE,
+        {
+            "z_dim": gen.z_dim,
+            "noise": gen.noise,
+            "n_classes": gen.n_classes,
+            "class_probs": list(gen.class_probs),
+            "image_shape": list(gen.image_shape),
+            "breeds": list(gen.breeds),
+        },
+    )
+
+
+def load_generator(model_dir: str | Path) -> Generator:
+    """Load `generator.keras` and its metadata from a model folder, with clear errors."""
+    import keras
+
+    import doggan.networks  # noqa: F401  (registers the custom layers the saved model uses)
+
+    model_dir = Path(model_dir)
+    model_path, meta_path = model_dir / GENERATOR_FILE, model_dir / META_FILE
+    for path in (model_path, meta_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trained generator here (run the train stage)")
+    meta = json.loads(meta_path.read_text())
+    model = keras.models.load_model(model_path, compile=False)
+    return Generator(
+        model=model,
+        z_dim=int(meta["z_dim"]),
+        noise=meta.get("noise", "normal"),
+        n_classes=int(meta.get("n_classes", 0)),
+        class_probs=tuple(meta.get("class_probs", ())),
+        image_shape=tuple(meta.get("image_shape", (64, 64, 3))),
+        breeds=tuple(meta.get("breeds", ())),
+    )
+
+
+def sample_noise(
+    rng: np.random.Generator, n: int, z_dim: int, noise: str = "normal", truncation: float = 0.0
+) -> np.ndarray:
+    """Draw generator inputs; truncation > 0 redraws normal values beyond ±truncation (BigGAN's trick)."""
+    if noise == "uniform":
+        return rng.uniform(-1.0, 1.0, (n, z_dim)).astype(np.float32)
+    z = rng.standard_normal((n, z_dim))
+    if truncation > 0:
+        outside = np.abs(z) > truncation
+        while outside.any():
+            z[outside] = rng.standard_normal(int(outside.sum()))
+            outside = np.abs(z) > truncation
+    return z.astype(np.float32)
+
+
+def sample_labels(rng: np.random.Generator, n: int, class_probs: tuple[float, ...]) -> np.ndarray:
+    """Class labels drawn in the training set's proportions."""
+    probs = np.asarray(class_probs, np.float64)
+    return rng.choice(len(probs), size=n, p=probs / probs.sum()).astype(np.int32)
+
+
+def generate(
+    gen: Generator, n: int, seed: int = 0, batch_size: int = 500, truncation: float = 0.0
+) -> Iterator[np.ndarray]:
+    """Yield uint8 image batches (B, H, W, C) until `n` images are drawn; deterministic for a seed."""
+    import tensorflow as tf
+
+    from doggan.output.grids import to_uint8
+
+    @tf.function(reduce_retracing=True)
+    def forward(inputs):
+        return gen.model(inputs, training=False)
+
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        z = sample_noise(rng, b, gen.z_dim, gen.noise, truncation)
+        inputs = [z, sample_labels(rng, b, gen.class_probs)] if gen.n_classes else z
+        yield to_uint8(forward(inputs).numpy())
+        done += b
+
+
+def render(
+    gen: Generator, z: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500
+) -> Iterator[np.ndarray]:
+    """Yield the uint8 images of given noise (and labels, for a conditional model), `batch_size` at a time."""
+    import tensorflow as tf
+
+    from doggan.output.grids import to_uint8
+
+    @tf.function(reduce_retracing=True)
+    def forward(inputs):
+        return gen.model(inputs, training=False)
+
+    for start in range(0, len(z), batch_size):
+        batch = z[start : start + batch_size]
+        inputs = [batch, labels[start : start + batch_size]] if gen.n_classes else batch
+        yield to_uint8(forward(inputs).numpy())

@@ -1,0 +1,213 @@
+"""The upload, with a fake Kaggle client at the network boundary, and its default message, in real
+git repositories and real DVC experiments."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+import doggan
+from doggan.errors import DogganError
+from doggan.output import upload
+from doggan.output.submission import N_IMAGES
+
+BIN = Path(sys.executable).parent
+
+
+class Reply:
+    def __init__(self, message):
+        self.message = message
+
+
+class FakeKaggle:
+    """Stands in for kaggle's KaggleApi: same method name and arguments, records what it was sent."""
+
+    def __init__(self, reply="Successfully submitted to Generative Dog Images", error=None):
+        self.calls, self.reply, self.error = [], reply, error
+
+    def competition_submit(self, file_name, message, competition, quiet=False, sandbox=False):
+        if self.error:
+            raise self.error
+        self.calls.append((file_name, message, competition, Path(file_name).stat().st_size))
+        return Reply(self.reply)
+
+
+def test_submit_uploads_a_valid_zip(good_zip, capsys):
+    api = FakeKaggle()
+    sent = upload.submit(good_zip, "generative-dog-images", message="dcgan v1", api=api)
+    assert sent == "dcgan v1"
+    assert api.calls == [(str(good_zip), "dcgan v1", "generative-dog-images", good_zip.stat().st_size)]
+    assert "Successfully submitted" in capsys.readouterr().out
+
+
+def test_submit_refuses_an_invalid_zip_before_any_call(tmp_path, png_zip):
+    api = FakeKaggle()
+    bad = png_zip(tmp_path / "bad.zip", N_IMAGES - 1)
+    with pytest.raises(DogganError, match="not uploading an invalid submission\n  9,999 images"):
+        upload.submit(bad, "generative-dog-images", message="m", api=api)
+    assert api.calls == []
+
+
+def test_dry_run_validates_and_sends_nothing(good_zip, capsys):
+    api = FakeKaggle()
+    assert upload.submit(good_zip, "my-comp", message="try", dry_run=True, api=api) == "try"
+    assert api.calls == []
+    out = capsys.readouterr().out
+    assert out.startswith(f"dry run: would upload {good_zip}") and "to my-comp with message: try" in out
+
+
+def test_upload_errors_are_explained(good_zip):
+    response = requests.Response()
+    response.status_code = 403
+    api = FakeKaggle(error=requests.HTTPError("403 Client Error: Forbidden", response=response))
+    with pytest.raises(DogganError, match="Accept the competition's rules"):
+        upload.submit(good_zip, "generative-dog-images", message="m", api=api)
+    api = FakeKaggle(reply=upload.UPLOAD_FAILED)
+    with pytest.raises(DogganError, match="failed: Kaggle answered 'Could not submit to competition'"):
+        upload.submit(good_zip, "generative-dog-images", message="m", api=api)
+
+
+@pytest.mark.usefixtures("kaggle_home")
+def test_submit_without_credentials_says_how_to_set_them_up(good_zip, explains_kaggle_setup):
+    with pytest.raises(DogganError) as err:
+        upload.submit(good_zip, "generative-dog-images", message="m")
+    explains_kaggle_setup(str(err.value))
+
+
+# --- the default message -----------------------------------------------------------------------------
+
+
+def run(repo, *cmd):
+    """A git or DVC command in `repo`, with its own git identity and this venv's tools and doggan."""
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com")
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", PYTHONPATH=str(Path(doggan.__file__).parents[1]))
+    return subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def git(repo, *args):
+    return run(repo, "git", *args)
+
+
+def dvc(repo, *args):
+    return run(repo, BIN / "dvc", *args)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A git and DVC repository with a committed dvc.lock, as the current folder."""
+    from dvc.repo import Repo
+
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    git(tmp_path, "init", "-q")
+    Repo.init(str(tmp_path)).close()
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    git(tmp_path, "add", "dvc.lock")
+    git(tmp_path, "commit", "-qm", "baseline")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_default_message_names_commit_and_mifid(project):
+    short = git(project, "rev-parse", "--short", "HEAD").strip()
+    assert upload.default_message() == f"doggan {short}"
+    (project / "metrics").mkdir()
+    (project / "metrics/eval.json").write_text(json.dumps({"mifid": 55.904, "backbone": "tf2015"}))
+    assert upload.default_message() == f"doggan {short}, MiFID 55.90 (tf2015)"
+    (project / "metrics/eval.json").write_text(
+        json.dumps(
+            {
+                "protocol": "both",
+                "mifid": 31.1,
+                "backbone": "tf2015",
+                "private_mifid": 55.4,
+                "private_backbone": "nasnet",
+            }
+        )
+    )
+    assert upload.default_message().endswith("MiFID 31.10 (tf2015), private MiFID 55.40 (nasnet)")
+
+
+def test_default_message_marks_a_dirty_tree_and_names_the_experiment(project, monkeypatch):
+    head = git(project, "rev-parse", "HEAD").strip()
+    short = git(project, "rev-parse", "--short", "HEAD").strip()
+    # Experiments as `dvc exp run` records them: commits under refs/exps/<baseline[:2]>/<baseline[2:]>/.
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages: {train: {epochs: 2}}\n")
+    git(project, "commit", "-qam", "exp")
+    exp = git(project, "rev-parse", "HEAD").strip()
+    git(project, "reset", "-q", "--hard", head)
+    git(project, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/rerun-of-baseline", head)
+    git(project, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/two-epochs", exp)
+    assert upload.experiment_name() is None  # the workspace still holds the commit's results
+    git(project, "checkout", "-q", exp, "--", "dvc.lock")  # the experiment's results, in the workspace
+    assert upload.experiment_name() == "two-epochs"
+    assert upload.default_message() == f"doggan {short}-dirty, exp two-epochs"
+    monkeypatch.setenv("DVC_EXP_NAME", "queued-lr")
+    assert upload.default_message() == f"doggan {short}-dirty, exp queued-lr"
+
+
+def test_default_message_outside_git(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert upload.default_message() == "doggan submission"
+
+
+def test_a_git_repository_without_dvc_is_named_by_its_commit(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    git(tmp_path, "init", "-q")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    git(tmp_path, "add", "dvc.lock")
+    git(tmp_path, "commit", "-qm", "first")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {train: {}}\n")
+    monkeypatch.chdir(tmp_path)
+    short = git(tmp_path, "rev-parse", "--short", "HEAD").strip()
+    assert upload.experiment_name() is None
+    assert upload.default_message() == f"doggan {short}-dirty"
+
+
+# The stage records the message an upload would send from inside the run, next to the params it read.
+RECORD = (
+    "from doggan.output.upload import default_message; print(open('params.yaml').read(), default_message())"
+)
+
+
+@pytest.fixture
+def dvc_project(tmp_path, monkeypatch):
+    """A git and DVC repository, as the current folder, whose one stage records the upload message;
+    its first run is committed as the baseline."""
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    git(tmp_path, "init", "-q")
+    (tmp_path / "params.yaml").write_text("lr: 1\n")
+    stage = {"cmd": f'python -c "{RECORD}" > out.txt', "params": ["lr"], "outs": ["out.txt"]}
+    (tmp_path / "dvc.yaml").write_text(json.dumps({"stages": {"train": stage}}))
+    dvc(tmp_path, "init", "-q")
+    dvc(tmp_path, "repro", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "baseline")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_experiment_name_after_a_real_dvc_exp_run(dvc_project):
+    """`dvc exp run` in the workspace, then `dvc exp apply`: the workspace's experiment is found by name."""
+    assert upload.experiment_name() is None
+    dvc(dvc_project, "exp", "run", "-q", "-S", "lr=2", "-n", "lr-two")
+    dvc(dvc_project, "exp", "run", "-q", "-S", "lr=3", "-n", "lr-three")
+    assert upload.experiment_name() == "lr-three"
+    dvc(dvc_project, "exp", "apply", "-q", "lr-two")
+    assert upload.experiment_name() == "lr-two"
+
+
+@pytest.mark.slow
+def test_a_named_dvc_experiment_is_named_in_the_message_during_and_after_its_run(dvc_project):
+    short = git(dvc_project, "rev-parse", "--short", "HEAD").strip()
+    dvc(dvc_project, "exp", "run", "-q", "-S", "lr=2", "--name", "my-exp")
+    recorded = (dvc_project / "out.txt").read_text().split()
+    assert recorded[:2] == ["lr:", "2"] and recorded[-2:] == ["exp", "my-exp"]
+    assert upload.default_message() == f"doggan {short}-dirty, exp my-exp"

@@ -1,0 +1,250 @@
+"""Distributed training on a CPU: 2 logical devices agree with 1 replica, with XLA as without, and train
+with mixed precision; 2 workers on loopback agree, with XLA as without.
+
+Logical devices must be configured before TensorFlow initialises its devices, so each check runs in
+a subprocess that executes this file as a script with a mode argument.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import script_env, tiny_params
+
+HERE = Path(__file__).resolve()
+SHAPE = (16, 16, 3)
+PARAMS = dict(label_noise=0.2, loss="gan")
+DIFFS = {"": "", "diff_": "color,translation,cutout"}  # without and with DiffAugment on D's inputs
+VARIANTS = {
+    "plain": {},
+    "xla": {"jit_compile": True},
+    "mixed": {"mixed_precision": True},
+    "mixed_xla": {"mixed_precision": True, "jit_compile": True},
+}
+
+
+def gradients_on(strategy, inputs, diff=""):
+    """Global D and G gradients of one step, summed over the replicas of `strategy`, with the DiffAugment
+    ops `diff` on D's inputs."""
+    import tensorflow as tf
+
+    from doggan.training.state import build_gan
+    from doggan.training.step import losses_and_grads
+
+    params = tiny_params(**PARAMS)
+    with strategy.scope():
+        gan = build_gan(SHAPE, params, 10)
+    dist = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(inputs))
+
+    @tf.function
+    def run(batch):
+        step = lambda x: losses_and_grads(gan, params, x, params.batch_size, diff=diff)  # noqa: E731
+        result = strategy.run(step, (batch,))
+        total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
+        values = tf.stack([total(result.values[k]) for k in sorted(result.values)])
+        return [total(x) for x in result.d_grads], [total(x) for x in result.g_grads], values
+
+    d, g, values = run(next(iter(dist)))
+    return [x.numpy() for x in d], [x.numpy() for x in g], values.numpy()
+
+
+def replicas_main(out: str) -> None:
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from doggan.training.inputs import step_inputs
+
+    params = tiny_params(**PARAMS)
+    rng = np.random.default_rng(0)
+    z, real_t, fake_t = step_inputs(tf.constant(0, tf.int64), 8, 8, params)
+    inputs = {
+        "images": tf.constant(rng.uniform(-1, 1, (8, *SHAPE)), tf.float32),
+        "labels": tf.zeros(8, tf.int32),
+        "z": z,
+        "real_t": real_t,
+        "fake_t": fake_t,
+    }
+    arrays = {}
+    for prefix, diff in DIFFS.items():
+        one = gradients_on(tf.distribute.MirroredStrategy(["/cpu:0"]), inputs, diff)
+        two_strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        two = gradients_on(two_strategy, inputs, diff)
+        arrays[f"{prefix}replicas"] = two_strategy.num_replicas_in_sync
+        for run, (d, g, stats) in (("one", one), ("two", two)):
+            arrays.update({f"{prefix}{run}_d{i}": x for i, x in enumerate(d)})
+            arrays.update({f"{prefix}{run}_g{i}": x for i, x in enumerate(g)})
+            arrays[f"{prefix}{run}_stats"] = stats
+    np.savez(out, **arrays)
+
+
+def replica_variants_main(out: str) -> None:
+    """A few steps on two logical devices, plain, with XLA, with mixed precision and with both."""
+    import keras
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from doggan.params import AugmentParams
+    from doggan.training.inputs import train_dataset
+    from doggan.training.state import build_gan
+    from doggan.training.step import make_train_step
+
+    images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
+    arrays = {}
+    for name, flags in VARIANTS.items():
+        params = tiny_params(**PARAMS, replay_size=8, **flags)
+        keras.mixed_precision.set_global_policy("mixed_float16" if params.mixed_precision else "float32")
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            gan = build_gan(SHAPE, params, 10)
+        start = gan.generator.get_weights() + gan.discriminator.get_weights()
+        dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        steps = {replay: make_train_step(strategy, gan, params, replay=replay) for replay in (False, True)}
+        values = [steps[k > 0](next(iterator)) for k in range(3)]  # the last two also replay fakes
+        arrays[f"{name}_values"] = np.array([[float(v) for v in step.values()] for step in values])
+        weights = gan.generator.get_weights() + gan.discriminator.get_weights()
+        arrays.update({f"{name}_start_{i:03d}": w for i, w in enumerate(start)})
+        arrays.update({f"{name}_end_{i:03d}": w for i, w in enumerate(weights)})
+        arrays[f"{name}_replicas"] = strategy.num_replicas_in_sync
+    np.savez(out, **arrays)
+
+
+def worker_main(out: str) -> None:
+    from doggan.params import AugmentParams
+    from doggan.training import loop
+    from doggan.training.inputs import train_dataset
+    from doggan.training.state import build_gan
+    from doggan.training.step import make_train_step
+
+    params = tiny_params(**PARAMS, jit_compile=os.environ.get("XLA") == "1")
+    strategy = loop.make_strategy()
+    with strategy.scope():
+        gan = build_gan(SHAPE, params, 10)
+    images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
+    dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    step = make_train_step(strategy, gan, params)
+    for _ in range(3):
+        step(next(iterator))
+    weights = gan.generator.get_weights() + gan.discriminator.get_weights()
+    arrays = {f"arr_{i:03d}": w for i, w in enumerate(weights)}
+    np.savez(out, chief=loop.is_chief(strategy), replicas=strategy.num_replicas_in_sync, **arrays)
+
+
+def run_self(mode, out, env=None):
+    return subprocess.Popen(
+        [sys.executable, str(HERE), mode, str(out)],
+        env=script_env(TF_CPP_MIN_LOG_LEVEL="2", **(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process, timeout=600):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+
+
+@pytest.mark.slow
+def test_two_replicas_compute_the_gradients_of_one(tmp_path):
+    finish(run_self("replicas", tmp_path / "grads.npz"))
+    data = np.load(tmp_path / "grads.npz")
+    for prefix in DIFFS:
+        assert int(data[f"{prefix}replicas"]) == 2
+        np.testing.assert_allclose(
+            data[f"{prefix}two_stats"], data[f"{prefix}one_stats"], rtol=1e-4, atol=1e-6
+        )
+        for kind in ("d", "g"):
+            names = sorted(k for k in data.files if k.startswith(f"{prefix}one_{kind}"))
+            assert names
+            for name in names:
+                one, two = data[name], data[name.replace("one_", "two_")]
+                np.testing.assert_allclose(two, one, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(one).max()))
+    # DiffAugment reaches D's inputs: the same step's gradients differ with it on
+    assert not np.allclose(data["diff_one_d0"], data["one_d0"])
+
+
+# The tests of `variants` run on one xdist worker, whose session keeps its single subprocess run.
+VARIANTS_GROUP = pytest.mark.xdist_group("distributed-variants")
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory):
+    """The weights and step values of each of VARIANTS after three steps on two logical devices."""
+    out = tmp_path_factory.mktemp("variants") / "variants.npz"
+    finish(run_self("variants", out))
+    return dict(np.load(out))
+
+
+def weights(data, name, when):
+    return [data[k] for k in sorted(data) if k.startswith(f"{name}_{when}_")]
+
+
+@pytest.mark.slow
+@VARIANTS_GROUP
+def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
+    assert int(variants["xla_replicas"]) == 2
+    np.testing.assert_allclose(variants["xla_values"], variants["plain_values"], rtol=1e-3, atol=1e-5)
+    start, plain, xla = (
+        np.concatenate([w.ravel() for w in weights(variants, name, when)])
+        for name, when in (("plain", "start"), ("plain", "end"), ("xla", "end"))
+    )
+    # Adam's first updates are about ±lr whatever the gradient's size, so a float difference in a
+    # near-zero gradient can move one weight by up to lr: compare the mean difference to the mean update.
+    moved = np.abs(plain - start).mean()
+    assert moved > 1e-3
+    assert np.abs(xla - plain).mean() < 0.01 * moved
+
+
+@pytest.mark.slow
+@VARIANTS_GROUP
+@pytest.mark.parametrize("name", ["mixed", "mixed_xla"])
+def test_mixed_precision_trains_on_two_replicas(variants, name):
+    assert int(variants[f"{name}_replicas"]) == 2
+    assert np.isfinite(variants[f"{name}_values"]).all()
+    start, end = weights(variants, name, "start"), weights(variants, name, "end")
+    assert all(np.isfinite(w).all() for w in end)
+    assert any(not np.allclose(a, b) for a, b in zip(start, end, strict=True))
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("xla", [False, True])
+def test_two_workers_on_loopback_end_with_equal_weights(tmp_path, xla):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {"TF_CONFIG": json.dumps(config), "XLA": str(int(xla))}
+        processes.append(run_self("worker", tmp_path / f"w{index}.npz", env))
+    for process in processes:
+        finish(process)
+    first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert bool(first["chief"]) and not bool(second["chief"])
+    assert int(first["replicas"]) == 2
+    arrays = sorted(k for k in first.files if k.startswith("arr_"))
+    assert arrays
+    for key in arrays:
+        np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":
+    modes = {"replicas": replicas_main, "variants": replica_variants_main, "worker": worker_main}
+    modes[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,221 @@
+"""Each training trick is a param that reaches the networks or the train step, and changes what it should.
+
+Experience replay, dropout, the initialiser's scale, biases and loss balancing, on one replica and on two
+(logical CPU devices, configured in a subprocess before TensorFlow starts).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_mode, tiny_params
+
+from doggan import networks
+from doggan.params import AugmentParams, TrainParams
+from doggan.training.inputs import train_dataset
+from doggan.training.state import build_gan
+from doggan.training.step import STEP_VALUES, make_train_step
+
+HERE = Path(__file__).resolve()
+SHAPE = (16, 16, 3)
+
+
+def tiny(**overrides):
+    """Tiny settings with the BCE loss (balancing compares BCE losses)."""
+    return tiny_params(loss="gan", **overrides)
+
+
+def build(params, strategy=None):
+    strategy = strategy or tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        gan = build_gan(SHAPE, params, 20)
+    return strategy, gan
+
+
+def batches(params, n=32):
+    """A distributed iterator over the training input pipeline, on random images."""
+    images = np.random.default_rng(0).integers(0, 256, (n, *SHAPE), dtype=np.uint8)
+    return train_dataset(images, np.zeros(n, np.int32), AugmentParams(), params, 0)
+
+
+def run(strategy, gan, params, plan):
+    """Run the steps of `plan`, a list of (update_g, replay); returns the values of each, by name."""
+    iterator = iter(strategy.experimental_distribute_dataset(batches(params)))
+    compiled = {}
+    out = []
+    for key in plan:
+        if key not in compiled:
+            compiled[key] = make_train_step(strategy, gan, params, *key)
+        out.append({k: float(v) for k, v in compiled[key](next(iterator)).items()})
+    return out
+
+
+def trained(model):
+    """The trainable weights (batch-norm statistics move in any training call)."""
+    return [v.numpy() for v in model.trainable_variables]
+
+
+def changed(before, after):
+    return any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# --- experience replay ----------------------------------------------------------------------------------
+
+
+def test_replay_buffer_keeps_its_size_over_many_steps():
+    params = tiny(replay_size=24)
+    strategy, gan = build(params)
+    assert gan.replay.size == 24
+    stats = run(strategy, gan, params, [(True, k > 0 and k % 2 == 0) for k in range(15)])
+    assert all(np.isfinite(list(s.values())).all() for s in stats)
+    images = gan.replay.images.numpy()
+    assert images.shape == (24, *SHAPE)
+    assert int(gan.replay.count.numpy()) == 15 * 8  # every step wrote its fakes; the ring did not grow
+    assert (np.abs(images).reshape(24, -1).max(axis=1) > 0).all()  # every slot holds a fake
+    assert np.abs(images).max() <= 1.0
+
+
+def test_replay_changes_the_discriminator_update():
+    with_replay = tiny(replay_size=16, replay_every=2)
+    without = tiny()
+    strategy, replayed = build(with_replay)
+    run(strategy, replayed, with_replay, [(True, False), (True, True)])
+    strategy, plain = build(without)
+    run(strategy, plain, without, [(True, False), (True, False)])
+    strategy, kept = build(with_replay)  # a buffer that is filled but not replayed changes nothing
+    run(strategy, kept, with_replay, [(True, False), (True, False)])
+    assert changed(replayed.discriminator.get_weights(), plain.discriminator.get_weights())
+    for a, b in zip(kept.discriminator.get_weights(), plain.discriminator.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+# --- dropout, initialiser scale, biases -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "dcgan-mnist"])
+def test_dropout_reaches_both_networks_and_is_active_in_training(architecture):
+    shape = (28, 28, 1)
+    # without spectral norm, whose power iteration would also change D between two training calls
+    params = tiny(architecture=architecture, g_dropout=0.5, d_dropout=0.5, spectral_norm=False)
+    off = params.model_copy(update={"g_dropout": 0.0, "d_dropout": 0.0})
+    z = np.random.default_rng(0).uniform(-1, 1, (4, 8)).astype("float32")
+    for p, rate in ((params, 0.5), (off, None)):
+        g = networks.make_generator(p, shape)
+        d = networks.make_discriminator(p, shape)
+        for model, x in ((g, z), (d, np.tanh(np.random.default_rng(1).normal(size=(4, *shape))))):
+            rates = {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+            assert rates == ({rate} if rate else set())
+            first, second = model(x, training=True).numpy(), model(x, training=True).numpy()
+            assert (not np.allclose(first, second)) == bool(rate)
+            np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+
+
+@pytest.mark.parametrize("stddev", [0.02, 0.1])
+def test_init_stddev_sets_the_scale_of_the_weights(stddev):
+    params = TrainParams(init_stddev=stddev, g_filters=64, d_filters=32, z_dim=64)
+    g = networks.make_generator(params, (32, 32, 3))
+    d = networks.make_discriminator(params, (32, 32, 3))
+    for model in (g, d):
+        kernels = [v.numpy() for v in model.weights if v.name == "kernel"]
+        assert kernels
+        for kernel in kernels:
+            assert kernel.std() == pytest.approx(stddev, rel=0.1)
+    glorot = networks.make_generator(params.model_copy(update={"init_stddev": 0.0}), (32, 32, 3))
+    first = next(v.numpy() for v in glorot.weights if v.name == "kernel")
+    fan_in, fan_out = first.shape
+    assert first.std() == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "mlp", "dcgan-faces"])
+def test_use_bias_false_leaves_no_bias_variables(architecture):
+    shape = (28, 28, 1) if architecture != "dcgan-faces" else (40, 40, 3)
+    with_bias = tiny(architecture=architecture, use_bias=True)
+    without = with_bias.model_copy(update={"use_bias": False})
+    for make in (networks.make_generator, networks.make_discriminator):
+        assert [v for v in make(with_bias, shape).weights if v.name == "bias"]
+        assert not [v for v in make(without, shape).weights if v.name == "bias"]
+
+
+# --- loss balancing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skipped", ["d", "g"])
+def test_balancing_skips_the_update_of_the_network_far_ahead(skipped):
+    # A tiny ratio makes "loss × ratio < the other loss" true at every step: the named network never moves.
+    # (Spectral norm is off: its power iteration rewrites D's kernels in every training call.)
+    ratios = {"balance_d": 1e-9} if skipped == "d" else {"balance_g": 1e-9}
+    params = tiny(spectral_norm=False, **ratios)
+    strategy, gan = build(params)
+    d0, g0 = trained(gan.discriminator), trained(gan.generator)
+    stats = run(strategy, gan, params, [(True, False)] * 3)
+    d_moved = changed(d0, trained(gan.discriminator))
+    g_moved = changed(g0, trained(gan.generator))
+    assert (d_moved, g_moved) == ((False, True) if skipped == "d" else (True, False))
+    iterations = int(gan.d_opt.iterations.numpy()), int(gan.g_opt.iterations.numpy())
+    assert iterations == ((0, 3) if skipped == "d" else (3, 0))
+    column, other = ("d_skipped", "g_skipped") if skipped == "d" else ("g_skipped", "d_skipped")
+    assert [s[column] for s in stats] == [1.0, 1.0, 1.0] and [s[other] for s in stats] == [0.0] * 3
+
+
+def test_balancing_ratios_of_zero_never_skip():
+    params = tiny()
+    strategy, gan = build(params)
+    stats = run(strategy, gan, params, [(True, False)] * 2)
+    assert not any(s[k] for s in stats for k in ("d_skipped", "g_skipped"))
+
+
+def test_skipped_updates_are_counted_in_the_training_metrics(prepared, run_train):
+    params = tiny(epochs=2, balance_d=1e-9, replay_size=16, replay_every=2)
+    out, summary = run_train(prepared, params)
+    assert (summary["d_skipped"], summary["g_skipped"]) == (8, 0)
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["train"]["d_skipped"] == 4 and metrics["train"]["g_skipped"] == 0
+    assert metrics["d_skipped"] == 8
+    rows = (out / "live" / "plots" / "metrics" / "train" / "d_skipped.tsv").read_text().split()
+    assert rows[0] == "step" and rows[-1] == "4"
+    reader = tf.train.load_checkpoint(str(out / "ckpt"))
+    assert any(name.startswith("replay_images") for name in reader.get_variable_to_shape_map())
+
+
+# --- two replicas ---------------------------------------------------------------------------------------
+
+
+def replicas_main(out: str) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    params = tiny(replay_size=8, balance_d=1e-9, spectral_norm=False)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _, gan = build(params, strategy)
+    d0 = trained(gan.discriminator)
+    stats = run(strategy, gan, params, [(True, k > 0) for k in range(5)])
+    local = strategy.experimental_local_results(gan.replay.count)
+    np.savez(
+        out,
+        replicas=strategy.num_replicas_in_sync,
+        stats=np.array([[s[k] for k in STEP_VALUES] for s in stats]),
+        names=np.array(STEP_VALUES),
+        counts=np.array([int(c.numpy()) for c in local]),
+        buffer_rows=gan.replay.images.shape[0],
+        d_moved=changed(d0, trained(gan.discriminator)),
+    )
+
+
+@pytest.mark.slow
+def test_replay_and_balancing_on_two_replicas(tmp_path):
+    run_mode(HERE, "replicas", tmp_path / "out.npz")
+    data = np.load(tmp_path / "out.npz")
+    assert int(data["replicas"]) == 2
+    assert data["counts"].tolist() == [5 * 4, 5 * 4]  # each replica wrote its half of every batch
+    assert int(data["buffer_rows"]) == 8
+    assert np.isfinite(data["stats"]).all()
+    d_skipped = data["stats"][:, list(data["names"]).index("d_skipped")]
+    assert d_skipped.tolist() == [1.0] * 5  # the two replicas agreed to skip, counted once
+    assert not bool(data["d_moved"])
+
+
+if __name__ == "__main__":
+    {"replicas": replicas_main}[sys.argv[1]](sys.argv[2])
