@@ -8,7 +8,7 @@ import sys
 from types import ModuleType
 
 from doggan.errors import DogganError
-from doggan.runner import run_stage, setup_logging
+from doggan.runner import add_options, failure, run_stage, setup_logging
 from doggan.stages import NAMES
 
 
@@ -17,13 +17,12 @@ def _stage(name: str) -> ModuleType:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from doggan.output import generate
+    from doggan.output import generate, kernel_runs
 
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in NAMES:
-        stage = sub.add_parser(name, help=_stage(name).run.__doc__.strip())
-        stage.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
+        add_options(sub.add_parser(name, help=_stage(name).run.__doc__.strip()))
     validate = sub.add_parser("validate", help="check a submission zip against Kaggle's rules")
     validate.add_argument("path", nargs="?", default="submission/images.zip")
     submit = sub.add_parser("submit", help="upload submission/images.zip with the Kaggle API")
@@ -32,9 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--competition", default=None, help="defaults to submission.competition")
     submit.add_argument("--params", default="params.yaml")
     submit.add_argument("--dry-run", action="store_true", help="validate and print, upload nothing")
+    submit.add_argument("--kernel", help="OWNER/SLUG: submit that notebook's images.zip (code competitions)")
+    submit.add_argument("--version", type=int, help="with --kernel: the notebook version (default: latest)")
     weights = sub.add_parser("weights", help="download Kaggle's Inception graph into the cache ahead of time")
     weights.add_argument("--private", action="store_true", help="also NASNetLarge's ImageNet weights")
     generate.add_parser(sub)
+    kernel_runs.add_parser(sub)
     return parser
 
 
@@ -54,10 +56,17 @@ def _run(args: argparse.Namespace) -> int:
         from doggan.output.generate import run
 
         return run(args)
+    if args.command == "kernel":
+        from doggan.output.kernel_runs import run
+
+        return run(args)
     if args.command == "submit":
-        from doggan.output.upload import submit
+        from doggan.output.upload import submit, submit_code
 
         p = params_lib.load(args.params)
+        if args.kernel:
+            submit_code(args.kernel, args.competition or p.submission.competition, args.version, args.message)
+            return 0
         submit(
             args.path,
             competition=args.competition or p.submission.competition,
@@ -76,13 +85,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry of the `doggan` command; a DogganError exits 2 with its message."""
-    setup_logging()
+    """Entry of the `doggan` command; a DogganError or a write the machine refused exits 2 with one line."""
     args = _parser().parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
     try:
         return _run(args)
-    except DogganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DogganError, OSError) as exc:
+        if (message := failure(exc)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -20,10 +20,12 @@ from ruamel.yaml import YAML
 from doggan import params as params_lib
 from doggan import presets
 from doggan.errors import DogganError
-from doggan.files import atomic_path
+from doggan.files import atomic_path, refusal
 from doggan.stages import outputs
 
 log = logging.getLogger("doggan")
+# The stages that run TensorFlow: each says first what it runs on.
+TENSORFLOW_STAGES = ("augment", "real_stats", "train", "submission", "evaluate")
 
 
 def effective(p: params_lib.Params, keys: tuple[str, ...]) -> dict:
@@ -57,26 +59,59 @@ def run_stage(stage: ModuleType, params_path: str = "params.yaml") -> None:
     p = params_lib.load(params_path)
     start = time.perf_counter()
     log.info("stage %s: started", name)
+    if name in TENSORFLOW_STAGES:
+        log.info("stage %s: %s", name, devices())
     stage.run(p)
     write_effective(name, p, stage.PARAMS)
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 
 
-def setup_logging() -> None:
-    """INFO logs with timestamps, TensorFlow's C++ chatter off."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def devices() -> str:
+    """What TensorFlow will run on, in one line: the GPUs by name, else the CPU and its cores."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"running on CPU ({os.cpu_count()} cores), no GPU"
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+    return f"running on {len(gpus)} GPU(s): {', '.join(names)}"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """INFO logs with timestamps. TensorFlow's C++ start-up messages (among them the failed CUDA probe
+    of a machine without a GPU) are hidden unless `verbose` or DOGGAN_VERBOSE=1; a TF_CPP_MIN_LOG_LEVEL
+    the user set wins. Must run before TensorFlow is imported."""
+    if not (verbose or os.environ.get("DOGGAN_VERBOSE", "") not in ("", "0")):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
 
-def main(stage: ModuleType, argv: list[str] | None = None) -> int:
-    """Entry of `python pipeline/<stage>.py [--params FILE]`; a DogganError exits 2 with its message."""
-    parser = argparse.ArgumentParser(description=stage.run.__doc__)
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """A stage command's options: --params FILE and --verbose."""
     parser.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also TensorFlow's start-up messages (or DOGGAN_VERBOSE=1)"
+    )
+
+
+def failure(exc: BaseException) -> str | None:
+    """The one-line error for a user's or the machine's fault (a DogganError, a refused write), else None:
+    a bug, which keeps its traceback."""
+    return str(exc) if isinstance(exc, DogganError) else refusal(exc)
+
+
+def main(stage: ModuleType, argv: list[str] | None = None) -> int:
+    """Entry of `python pipeline/<stage>.py [--params FILE] [--verbose]`; a DogganError or a write the
+    machine refused exits 2 with one line."""
+    parser = argparse.ArgumentParser(description=stage.run.__doc__)
+    add_options(parser)
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(args.verbose)
     try:
         run_stage(stage, args.params)
-    except DogganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (DogganError, OSError) as exc:
+        if (message := failure(exc)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -21,6 +21,7 @@ from doggan.crops.decode import ImageError
 from doggan.crops.photo_crops import crop_image
 from doggan.data.annotations import AnnotationError, Box, parse
 from doggan.params import CropParams
+from doggan.processes import watch_parent
 
 CHUNK = 32  # photos per task sent to a worker: about 20 ms of work, so the pool ends together
 SLOTS_PER_PHOTO = 2  # arena room per photo for its box crops: Stanford Dogs has 22,125 dogs in 20,579 photos
@@ -158,7 +159,9 @@ def batches(
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # forked workers inherit a single-threaded OpenCV: the pool is the parallelism
         try:
-            pool = context.Pool(min(workers, len(tasks)), _open_archives, (images_path, notes_path))
+            pool = context.Pool(
+                min(workers, len(tasks)), watch_parent, (os.getpid(), _open_archives, images_path, notes_path)
+            )
         finally:
             cv2.setNumThreads(threads)
         with pool:

@@ -30,7 +30,7 @@ from doggan.data.keras_datasets import KERAS_DATASETS, write_keras_dataset
 from doggan.data.local_data import refuse_inside, write_folder, write_local
 from doggan.data.sample import write_sample
 from doggan.errors import DogganError
-from doggan.files import atomic_path
+from doggan.files import REFUSALS, atomic_path, remove_stale, scratch_dir
 from doggan.params import DataParams
 
 log = logging.getLogger("doggan")
@@ -48,19 +48,22 @@ def _holds_competition(names: list[str]) -> bool:
     return set(COMPETITION_FILES) <= files or all(_has_dir(names, d) for d in COMPETITION_FILES.values())
 
 
-def _download(call: Callable[[], None], path: Path, what: str, competition: str | None = None) -> Path:
-    """Run one client download that writes `path`, with readable errors and an integrity check."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
+def _download(call: Callable[[str], None], path: Path, what: str, competition: str | None = None) -> Path:
+    """Run one client download of `path`, with readable errors. The client writes into a scratch folder
+    beside it, and the file takes its name when whole: a killed download leaves no partial archive."""
     log.info("%s into %s", what, path.parent)
-    try:
-        call()
-    except DogganError:
-        raise
-    except Exception as exc:  # the client raises requests/urllib3 errors of many kinds
-        raise kaggle_api.explain(exc, what, competition) from None
-    if not path.is_file():
-        raise DogganError(f"{what}: the Kaggle client wrote no {path}")
+    with scratch_dir(path) as folder:
+        try:
+            call(str(folder))
+        except DogganError:
+            raise
+        except Exception as exc:  # the client raises requests/urllib3 errors of many kinds
+            if isinstance(exc, OSError) and exc.errno in REFUSALS:
+                raise
+            raise kaggle_api.explain(exc, what, competition) from None
+        if not (folder / path.name).is_file():
+            raise DogganError(f"{what}: the Kaggle client wrote no {path.name}")
+        os.replace(folder / path.name, path)
     return path
 
 
@@ -145,8 +148,8 @@ def fetch_competition(competition: str, download_dir: Path, raw_dir: Path, api=N
         if not is_intact(bundle, _holds_competition):
             api = api or kaggle_api.authenticate()
             _download(
-                lambda: api.competition_download_files(
-                    competition, path=str(download_dir), force=True, quiet=False
+                lambda folder: api.competition_download_files(
+                    competition, path=folder, force=True, quiet=False
                 ),
                 bundle,
                 f"download of competition {competition}",
@@ -175,7 +178,7 @@ def fetch_dataset(dataset: str, download_dir: Path, raw_dir: Path, api=None) -> 
     else:
         api = api or kaggle_api.authenticate()
         _download(
-            lambda: api.dataset_download_files(dataset, path=str(download_dir), force=True, quiet=False),
+            lambda folder: api.dataset_download_files(dataset, path=folder, force=True, quiet=False),
             bundle,
             f"download of dataset {dataset}",
         )
@@ -190,9 +193,9 @@ def fetch(params: DataParams, raw_dir: Path, api=None) -> dict:
     if params.source == "local":
         refuse_inside(Path(params.path), raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for path in raw_dir.iterdir():
-        if path.name in RAW_FILES or any(path.name.startswith(f".{name}.") for name in RAW_FILES):
-            path.unlink()
+    for name in RAW_FILES:  # the previous run's outputs, and the temp files of killed runs
+        (raw_dir / name).unlink(missing_ok=True)
+        remove_stale(raw_dir / name)
     download_dir = Path(params.download_dir)
     if params.source == "sample":
         write_sample(raw_dir, params.sample_images, params.sample_seed)

@@ -2,6 +2,10 @@
 
 Keras' loaders (keras.datasets.<name>.load_data) keep each dataset in the Keras cache; the training
 images are read from there and written as PNGs in `data/raw/images.zip`, which crop centre-crops.
+A missing dataset is downloaded by Keras into a scratch folder beside its place in the cache and
+takes that place only whole, so a killed download leaves nothing a later run would read, and two
+runs downloading at once each read a whole copy. DOGGAN_<NAME>_URL (DOGGAN_MNIST_URL,
+DOGGAN_CIFAR10_URL) points at a mirror; another URL un-pins the checksum, as for the weights.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from PIL import Image
 
 from doggan.data.archives import write_member
 from doggan.errors import DogganError
-from doggan.files import atomic_path
+from doggan.files import REFUSALS, atomic_path, scratch_dir
 
 log = logging.getLogger("doggan")
 
@@ -81,30 +85,53 @@ def _read_keras_dataset(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64).reshape(-1)
 
 
-def load_keras_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST's or CIFAR-10's training split from the Keras cache; downloaded there once (by Keras, from its
-    loader's origin, checksum verified) when it is missing, with instructions when that cannot be done."""
+def origin(name: str) -> tuple[str, str | None]:
+    """Where a dataset is downloaded from and its pinned sha256: Keras' origin, or DOGGAN_<NAME>_URL's
+    mirror (not pinned)."""
+    spec = KERAS_DATASETS[name]
+    url = os.environ.get(f"DOGGAN_{name.upper()}_URL") or spec.origin
+    return url, spec.file_hash if url == spec.origin else None
+
+
+def _download(name: str, cached: Path) -> None:
+    """Keras' download (and unpacking) of `name` in a scratch folder, then moved whole to `cached`;
+    when another run placed it first, that copy is kept."""
     import keras
 
     spec = KERAS_DATASETS[name]
-    home = keras_home()
-    cached = home / "datasets" / spec.cached
-    if not cached.exists():
-        log.info("%s: not in the Keras cache (%s), downloading %s", name, cached, spec.origin)
+    url, file_hash = origin(name)
+    log.info("%s: not in the Keras cache (%s), downloading %s", name, cached, url)
+    with scratch_dir(cached) as scratch:
         try:
             keras.utils.get_file(
                 spec.fname,
-                spec.origin,
-                file_hash=spec.file_hash,
-                cache_dir=str(home),
+                url,
+                file_hash=file_hash,
+                cache_dir=str(scratch),
+                cache_subdir=".",
                 extract=name != "mnist",
             )
         except Exception as exc:  # urllib, hashing and archive errors of many kinds
+            if isinstance(exc, OSError) and exc.errno in REFUSALS:
+                raise
             raise DogganError(
-                f"data.source {name}: cannot download {spec.origin} ({exc}). Without network access, "
+                f"data.source {name}: cannot download {url} ({exc}). Without network access, "
                 f"place {spec.place} at {cached} (that file is what keras.datasets.{name}.load_data() "
                 "keeps in the Keras cache; $KERAS_HOME moves it)"
             ) from None
+        try:
+            os.replace(scratch / spec.cached, cached)
+        except OSError:
+            if not cached.exists():
+                raise
+
+
+def load_keras_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's or CIFAR-10's training split from the Keras cache; downloaded there once (by Keras, from its
+    loader's origin, checksum verified) when it is missing, with instructions when that cannot be done."""
+    cached = keras_home() / "datasets" / KERAS_DATASETS[name].cached
+    if not cached.exists():
+        _download(name, cached)
     return _read_keras_dataset(name, cached)
 
 

@@ -25,6 +25,7 @@ from doggan.errors import DogganError
 from doggan.files import atomic_path
 from doggan.output.grids import save_grid
 from doggan.output.submission import IMAGE_SIZE, N_IMAGES, validate
+from doggan.processes import watch_parent
 
 if TYPE_CHECKING:
     from doggan.params import SubmissionParams
@@ -79,11 +80,13 @@ def write_zip(batches: Iterable[np.ndarray], n: int, zip_path: Path, workers: in
     """Encode uint8 batches in `workers` processes and store them in order as 0.png … in `zip_path`.
 
     Chunks go to the pool as soon as the generator yields them, so generation and encoding overlap;
-    PNGs are already compressed, so they are stored, not deflated.
+    PNGs are already compressed, so they are stored, not deflated. The workers exit if this process
+    dies, so a killed stage leaves none behind.
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),))
     try:
         with (
             zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as zf,
