@@ -5,12 +5,13 @@ import the crop stage's decoders and process pool."""
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from doggan.errors import DogganError
+from doggan.errors import HandOverError
 from doggan.files import atomic_path
 
 
@@ -19,6 +20,9 @@ class Crops(NamedTuple):
     labels: np.ndarray  # (N,) int32, index into breeds
     ids: np.ndarray  # (N,) str, source image id of each crop
     breeds: np.ndarray  # (K,) str
+
+
+STAGE = "crop"  # the stage that writes the crops file
 
 
 def save_crops(path: str | Path, crops: Crops) -> None:
@@ -49,15 +53,35 @@ def save_crops(path: str | Path, crops: Crops) -> None:
 
 
 def load_crops(path: str | Path) -> Crops:
-    """Read a crops file written by `save_crops`, with a clear error when it is missing or wrong."""
+    """Read a crops file written by `save_crops`, checked whole: a missing, truncated, corrupted or
+    ill-shaped file is an error naming it and the command that remakes it."""
     path = Path(path)
     if not path.is_file():
-        raise DogganError(f"{path}: crops file not found (run the crop stage)")
+        raise HandOverError(path, "crops file not found", STAGE)
     try:
         with np.load(path, allow_pickle=False) as data:
-            crops = Crops(data["images"], data["labels"], data["ids"], data["breeds"])
-    except (KeyError, ValueError, OSError) as exc:
-        raise DogganError(f"{path}: not a crops file ({exc})") from None
-    if crops.images.ndim != 4 or crops.images.dtype != np.uint8 or len(crops.images) == 0:
-        raise DogganError(f"{path}: expected a non-empty uint8 array (N, S, S, C) of crops")
+            missing = [name for name in Crops._fields if name not in data.files]
+            if missing:
+                raise HandOverError(path, f"not a crops file: no {', '.join(missing)} array", STAGE)
+            crops = Crops(*(data[name] for name in Crops._fields))
+    except (zipfile.BadZipFile, EOFError, zlib.error, KeyError, ValueError, OSError) as exc:
+        raise HandOverError(path, f"truncated or corrupted ({type(exc).__name__}: {exc})", STAGE) from None
+    problem = _shape_problem(crops)
+    if problem:
+        raise HandOverError(path, problem, STAGE)
     return crops
+
+
+def _shape_problem(crops: Crops) -> str:
+    """What makes arrays unlike those `save_crops` writes, or "" when they are alike."""
+    images, labels = crops.images, crops.labels
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
+        return f"images are {images.dtype} {images.shape}, expected a non-empty uint8 array (N, S, S, C)"
+    if images.shape[1] != images.shape[2] or images.shape[3] not in (1, 3):
+        return f"images are {images.shape[1:]}, expected square crops (S, S, C) of 1 or 3 channels"
+    n, k = len(images), len(crops.breeds)
+    if labels.shape != (n,) or labels.dtype.kind not in "iu" or crops.ids.shape != (n,):
+        return f"labels {labels.dtype} {labels.shape} and ids {crops.ids.shape} do not match {n} crops"
+    if crops.breeds.ndim != 1 or k == 0 or labels.min() < 0 or labels.max() >= k:
+        return f"labels outside the {k} breeds"
+    return ""

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from doggan.errors import HandOverError
+
+STAGE = "train"  # the stage that writes the generator and its metadata
 GENERATOR_FILE = "generator.keras"
 META_FILE = "generator.json"
 
@@ -45,7 +48,8 @@ def write_meta(model_dir: str | Path, gen: Generator) -> None:
 
 
 def load_generator(model_dir: str | Path) -> Generator:
-    """Load `generator.keras` and its metadata from a model folder, with clear errors."""
+    """Load `generator.keras` and its metadata from a model folder, checked: a missing folder is a
+    FileNotFoundError; a truncated, corrupted or mismatched pair is an error saying how to remake it."""
     import keras
 
     import doggan.networks  # noqa: F401  (registers the custom layers the saved model uses)
@@ -55,17 +59,45 @@ def load_generator(model_dir: str | Path) -> Generator:
     for path in (model_path, meta_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no trained generator here (run the train stage)")
-    meta = json.loads(meta_path.read_text())
-    model = keras.models.load_model(model_path, compile=False)
-    return Generator(
-        model=model,
-        z_dim=int(meta["z_dim"]),
-        noise=meta.get("noise", "normal"),
-        n_classes=int(meta.get("n_classes", 0)),
-        class_probs=tuple(meta.get("class_probs", ())),
-        image_shape=tuple(meta.get("image_shape", (64, 64, 3))),
-        breeds=tuple(meta.get("breeds", ())),
-    )
+    gen = _read_meta(meta_path)
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # zip, h5 and deserialization errors of a damaged file
+        problem = f"not a loadable Keras model, truncated or corrupted ({type(exc).__name__}: {exc})"
+        raise HandOverError(model_path, problem, STAGE) from None
+    inputs = [tuple(t.shape[1:]) for t in model.inputs]
+    expected = [(gen.z_dim,), ()] if gen.n_classes else [(gen.z_dim,)]
+    if inputs != expected or tuple(model.output_shape[1:]) != gen.image_shape:
+        problem = (
+            f"takes {inputs} and draws {tuple(model.output_shape[1:])}, but {meta_path.name} says "
+            f"{expected} and {gen.image_shape}"
+        )
+        raise HandOverError(model_path, problem, STAGE)
+    return replace(gen, model=model)
+
+
+def _read_meta(meta_path: Path) -> Generator:
+    """The metadata `write_meta` wrote, checked for its keys and types."""
+    try:
+        meta = json.loads(meta_path.read_text())
+        gen = Generator(
+            model=None,
+            z_dim=int(meta["z_dim"]),
+            noise=str(meta.get("noise", "normal")),
+            n_classes=int(meta.get("n_classes", 0)),
+            class_probs=tuple(float(p) for p in meta.get("class_probs", ())),
+            image_shape=tuple(int(s) for s in meta.get("image_shape", (64, 64, 3))),
+            breeds=tuple(str(b) for b in meta.get("breeds", ())),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        problem = f"not generator metadata, truncated or altered ({type(exc).__name__}: {exc})"
+        raise HandOverError(meta_path, problem, STAGE) from None
+    if gen.noise not in ("normal", "uniform") or len(gen.image_shape) != 3 or gen.z_dim < 1:
+        raise HandOverError(meta_path, "noise, z_dim or image_shape out of range", STAGE)
+    if gen.n_classes and len(gen.class_probs) != gen.n_classes:
+        problem = f"{len(gen.class_probs)} class proportions for {gen.n_classes} classes"
+        raise HandOverError(meta_path, problem, STAGE)
+    return gen
 
 
 def sample_noise(

@@ -14,18 +14,20 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from doggan.errors import DogganError
+from doggan.errors import HandOverError
 from doggan.files import atomic_path, write_json
 from doggan.params import EvalParams
 from doggan.scoring import backbones, memorization, mifid
 
 log = logging.getLogger("doggan")
 
+STATS_STAGE = "real_stats"  # the stage that writes the real statistics
 WARN_MARGIN = 1.2  # warn when the memorization distance is within 20% of the threshold
 
 
@@ -101,24 +103,60 @@ def real_stats_stage(raw_dir: Path, crops_path: Path, eval_params: EvalParams, o
 
 
 def load_stats(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The statistics real_stats wrote (meta, arrays), checked: a missing, truncated or corrupted file, or
+    one whose arrays do not match its record, is an error saying how to remake it."""
     path = Path(path)
     if not path.is_file():
-        raise DogganError(f"{path}: real-image statistics not found (run the real_stats stage)")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    return json.loads(str(arrays.pop("meta"))), arrays
+        raise HandOverError(path, "real-image statistics not found", STATS_STAGE)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        problem = _stats_problem(meta, arrays)
+    except (zipfile.BadZipFile, EOFError, zlib.error, KeyError, ValueError, TypeError, OSError) as exc:
+        problem = f"truncated or corrupted ({type(exc).__name__}: {exc})"
+    if problem:
+        raise HandOverError(path, problem, STATS_STAGE)
+    return meta, arrays
+
+
+def _stats_problem(meta: dict, arrays: dict[str, np.ndarray]) -> str:
+    """What is wrong with the statistics of each protocol the record lists, or "" when they are whole."""
+    if "thumbnails" not in arrays or arrays["thumbnails"].ndim != 4:
+        return "no thumbnails of the real images"
+    for protocol in ("public", "private"):
+        if protocol not in meta:
+            continue
+        dim = int(meta[protocol]["dim"])
+        shapes = {
+            "features": (int(meta["n_real"]), dim),
+            "mu": (dim,),
+            "sigma": (dim, dim),
+        }
+        for name, shape in shapes.items():
+            array = arrays.get(f"{protocol}_{name}")
+            if array is None or array.shape != shape or array.dtype.kind != "f":
+                found = "missing" if array is None else f"{array.dtype} {array.shape}"
+                backbone = meta[protocol]["backbone"]
+                return f"{protocol}_{name} is {found}, expected floats {shape} ({backbone} features)"
+    return ""
 
 
 def read_submission(zip_path: Path, limit: int = 0) -> np.ndarray:
-    """The submission's images decoded as Kaggle decoded them (PIL, RGB), in 0.png … order."""
+    """The submission's images decoded as Kaggle decoded them (PIL, RGB), in 0.png … order; a truncated or
+    corrupted zip, or a PNG that does not decode, is an error saying how to remake it."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
-        raise DogganError(f"{zip_path}: submission not found (run the submission stage)")
-    with zipfile.ZipFile(zip_path) as zf:
-        names = sorted((n for n in zf.namelist() if n.endswith(".png")), key=lambda n: int(Path(n).stem))
-        if limit:
-            names = names[:limit]
-        return np.stack([np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB")) for n in names])
+        raise HandOverError(zip_path, "submission not found", "submission")
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = sorted((n for n in zf.namelist() if n.endswith(".png")), key=lambda n: int(Path(n).stem))
+            names = names[:limit] if limit else names
+            images = [np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB")) for n in names]
+        return np.stack(images)
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, OSError) as exc:
+        problem = f"truncated, corrupted or not a zip of PNGs ({type(exc).__name__}: {exc})"
+        raise HandOverError(zip_path, problem, "submission") from None
 
 
 def real_reference(meta: dict, arrays: dict, protocol: str) -> dict:
@@ -157,16 +195,16 @@ def stored_backbone(meta: dict, protocol: str, eval_params: EvalParams, stats_pa
     DVC re-runs real_stats when eval.backbone changes; this guards stages run by hand.
     """
     if protocol not in meta:
-        raise DogganError(f"{stats_path}: no {protocol} statistics; re-run real_stats")
+        raise HandOverError(stats_path, f"no {protocol} statistics", STATS_STAGE)
     if "memorization" not in meta[protocol]:
-        raise DogganError(f"{stats_path}: no memorization threshold (older statistics); re-run real_stats")
+        raise HandOverError(stats_path, "no memorization threshold (older statistics)", STATS_STAGE)
     stored = meta[protocol]["backbone"]
     if eval_params.backbone not in ("auto", stored):
-        raise DogganError(
-            f"{stats_path}: the {protocol} statistics were made with the {stored} backbone, but "
-            f"eval.backbone is {eval_params.backbone}; re-run real_stats (doggan real_stats or dvc repro) "
-            "or set eval.backbone back"
+        problem = (
+            f"the {protocol} statistics were made with the {stored} backbone, but eval.backbone is "
+            f"{eval_params.backbone}; set eval.backbone to auto or {stored} to use them"
         )
+        raise HandOverError(stats_path, problem, STATS_STAGE)
     return stored
 
 

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from doggan.crops.file import Crops, load_crops
 from doggan.errors import DogganError
 from doggan.output.sampling import Generator
-from doggan.params import EvalParams, TrainParams
+from doggan.params import AugmentParams, EvalParams, TrainParams
+from doggan.training.checkpoints import KEEP, restore_intact
 from doggan.training.inputs import train_dataset
 from doggan.training.paths import TrainPaths
 from doggan.training.policy import load_policy
@@ -104,8 +105,11 @@ class Run:
 def train_stage(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> dict:
     """Train, checkpointing as it goes; write the generator, dvclive metrics and sample grids.
 
-    Returns the run's summary (also in dvclive's metrics.json).
+    Returns the run's summary (also in dvclive's metrics.json). With train.deterministic, TensorFlow's
+    ops run deterministically from here on in this process, so the same run replays exactly.
     """
+    if params.deterministic:
+        tf.config.experimental.enable_op_determinism()
     previous = keras.mixed_precision.global_policy()
     if params.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -131,14 +135,15 @@ def _generator_meta(crops: Crops, params: TrainParams) -> Generator:
 
 
 def _restore(gan: GAN, params: TrainParams, folder: Path, total_steps: int) -> tf.train.CheckpointManager:
-    """The run's checkpoint manager, after restoring the last checkpoint (train.resume) or clearing the
-    folder (otherwise)."""
+    """The run's checkpoint manager, after restoring the newest intact checkpoint (train.resume) or
+    clearing the folder (otherwise)."""
     if not params.resume and folder.exists():
         shutil.rmtree(folder)
-    manager = tf.train.CheckpointManager(gan.checkpoint(), str(folder), max_to_keep=2)
-    if params.resume and manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint)
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(gan.step.numpy()))
+    checkpoint = gan.checkpoint()
+    restored = restore_intact(checkpoint, folder) if params.resume else None
+    manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=KEEP)
+    if restored:
+        log.info("resumed from %s at step %d", restored, int(gan.step.numpy()))
     start = int(gan.step.numpy())
     if start > total_steps:
         raise DogganError(
@@ -150,7 +155,8 @@ def _restore(gan: GAN, params: TrainParams, folder: Path, total_steps: int) -> t
 
 def _train(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> dict:
     began = time.perf_counter()
-    crops, policy = load_crops(paths.crops), load_policy(paths.policy)
+    crops = load_crops(paths.crops)
+    policy = load_policy(paths.policy, crops.images.shape[1:])
     if len(crops.images) < params.batch_size:
         raise DogganError(
             f"{paths.crops}: {len(crops.images)} crops, fewer than train.batch_size ({params.batch_size})"
@@ -158,7 +164,11 @@ def _train(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> d
     strategy = make_strategy(params.devices)
     replicas = strategy.num_replicas_in_sync
     if params.batch_size % replicas:
-        raise DogganError(f"train.batch_size {params.batch_size} does not split over {replicas} replicas")
+        where = "train.devices" if params.devices else "the devices found"
+        raise DogganError(
+            f"train.batch_size {params.batch_size} does not split over the {replicas} replicas of {where}: "
+            f"make it a multiple of {replicas}"
+        )
     scratch = None if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="doggan-worker-"))
     run = _start_run(
         paths if scratch is None else paths.outputs_under(scratch),
@@ -167,7 +177,7 @@ def _train(paths: TrainPaths, params: TrainParams, eval_params: EvalParams) -> d
         strategy,
         crops,
         began,
-        policy.diff,
+        policy,
     )
     dataset = train_dataset(crops.images, crops.labels, policy, params, run.start)
     stopped = _train_steps(run, iter(strategy.experimental_distribute_dataset(dataset)), scratch is None)
@@ -187,7 +197,7 @@ def _start_run(
     strategy: tf.distribute.Strategy,
     crops: Crops,
     began: float,
-    diff: str,
+    policy: AugmentParams,
 ) -> Run:
     """Build the GAN in the strategy's scope, restore or clear its checkpoints, and open the reporter."""
     steps_per_epoch = len(crops.images) // params.batch_size
@@ -196,14 +206,13 @@ def _start_run(
     replicas, n = strategy.num_replicas_in_sync, len(crops.images)
     log.info("training on %d replica(s): %d steps over %d crops", replicas, total_steps, n)
     with strategy.scope():
-        gan = build_gan(meta.image_shape, params, total_steps, meta.n_classes)
+        gan = build_gan(meta.image_shape, params, total_steps, meta.n_classes, policy)
     manager = _restore(gan, params, paths.checkpoints, total_steps)
     start = int(gan.step.numpy())
     reporter = EpochReporter(paths, params, eval_params, gan, meta, resume=params.resume and start > 0)
     budget = Budget(params.time_budget_min, began)
-    return Run(
-        params, strategy, gan, manager, reporter, budget, steps_per_epoch, total_steps, start, start, diff
-    )
+    sizes = (steps_per_epoch, total_steps, start, start)
+    return Run(params, strategy, gan, manager, reporter, budget, *sizes, policy.diff)
 
 
 def _summary(run: Run, stopped: bool) -> dict:

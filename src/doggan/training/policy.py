@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from doggan.crops.file import load_crops
-from doggan.errors import DogganError
+from doggan.errors import HandOverError
 from doggan.files import write_json
 from doggan.output.grids import save_grid, to_uint8
 from doggan.params import AugmentParams
@@ -146,15 +146,23 @@ def make_dataset(
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def load_policy(path: str | Path) -> AugmentParams:
-    """Read the policy the augment stage resolved."""
+def load_policy(path: str | Path, image_shape: tuple[int, ...] | None = None) -> AugmentParams:
+    """Read the policy the augment stage resolved, checked: a missing, truncated or altered file, or one
+    made for crops of another shape than `image_shape` (when given), is an error saying what remakes it."""
     path = Path(path)
     if not path.is_file():
-        raise DogganError(f"{path}: augmentation policy not found (run the augment stage)")
+        raise HandOverError(path, "augmentation policy not found (the augment stage writes it)", "augment")
     try:
-        return AugmentParams.model_validate(json.loads(path.read_text())["policy"])
-    except (ValueError, KeyError) as exc:
-        raise DogganError(f"{path}: not an augmentation policy ({exc})") from None
+        record = json.loads(path.read_text())
+        policy = AugmentParams.model_validate(record["policy"])
+        shape = tuple(int(s) for s in record["image_shape"])
+    except (ValueError, KeyError, TypeError) as exc:
+        problem = f"not an augmentation policy, truncated or altered ({type(exc).__name__}: {exc})"
+        raise HandOverError(path, problem, "augment") from None
+    if image_shape is not None and shape != tuple(image_shape):
+        problem = f"resolved for crops of shape {shape}, but the crops are {tuple(image_shape)}"
+        raise HandOverError(path, problem, "augment")
+    return policy
 
 
 def augment_stage(crops_path: Path, params: AugmentParams, policy_path: Path, preview_path: Path) -> None:
