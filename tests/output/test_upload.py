@@ -1,16 +1,19 @@
 """The upload, with a fake Kaggle client at the network boundary, and its default message, in real
 git repositories and real DVC experiments."""
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 
 import doggan
+from doggan.cli import main
 from doggan.errors import DogganError
 from doggan.output import upload
 from doggan.output.submission import N_IMAGES
@@ -24,16 +27,42 @@ class Reply:
 
 
 class FakeKaggle:
-    """Stands in for kaggle's KaggleApi: same method name and arguments, records what it was sent."""
+    """Stands in for kaggle's KaggleApi: same method names and arguments, records what it was sent.
 
-    def __init__(self, reply="Successfully submitted to Generative Dog Images", error=None):
-        self.calls, self.reply, self.error = [], reply, error
+    `code_only` lists the competition as taking only notebooks' outputs, as Kaggle marks code competitions.
+    """
+
+    def __init__(self, reply="Successfully submitted to Generative Dog Images", error=None, code_only=False):
+        self.calls, self.reply, self.error, self.code_only = [], reply, error, code_only
 
     def competition_submit(self, file_name, message, competition, quiet=False, sandbox=False):
         if self.error:
             raise self.error
         self.calls.append((file_name, message, competition, Path(file_name).stat().st_size))
         return Reply(self.reply)
+
+    def competition_submit_code(
+        self, file_name, message, competition=None, kernel=None, kernel_version=None, quiet=False
+    ):
+        self.calls.append(("code", file_name, message, competition, kernel, kernel_version))
+        return Reply("")
+
+    def competitions_list(
+        self, group=None, category=None, sort_by=None, page=-1, search=None, page_size=20, page_token=None
+    ):
+        self.calls.append(("list", search, category))
+        listed = SimpleNamespace(
+            ref=f"https://www.kaggle.com/competitions/{search}", is_kernels_submissions_only=self.code_only
+        )
+        return SimpleNamespace(competitions=[listed])
+
+
+def test_the_fake_takes_the_clients_arguments():
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    for name in ("competition_submit", "competition_submit_code", "competitions_list"):
+        ours = inspect.signature(getattr(FakeKaggle, name)).parameters
+        assert ours.keys() == inspect.signature(getattr(KaggleApi, name)).parameters.keys(), name
 
 
 def test_submit_uploads_a_valid_zip(good_zip, capsys):
@@ -69,6 +98,95 @@ def test_upload_errors_are_explained(good_zip):
     api = FakeKaggle(reply=upload.UPLOAD_FAILED)
     with pytest.raises(DogganError, match="failed: Kaggle answered 'Could not submit to competition'"):
         upload.submit(good_zip, "generative-dog-images", message="m", api=api)
+
+
+def bad_request(message="Bad Request"):
+    """What the kaggle client raises on a refusal: requests' HTTPError with Kaggle's message."""
+    response = requests.Response()
+    response.status_code = 400
+    return requests.HTTPError(message, response=response)
+
+
+def test_a_code_competition_refusing_a_file_says_how_to_submit_a_notebook(good_zip):
+    api = FakeKaggle(error=bad_request(), code_only=True)
+    with pytest.raises(DogganError) as err:
+        upload.submit(good_zip, "generative-dog-images", message="m", api=api)
+    text = str(err.value)
+    assert text.startswith("generative-dog-images is a code competition: Kaggle scores the images.zip")
+    assert "doggan kernel --push" in text and "doggan submit --kernel OWNER/SLUG --version N" in text
+    assert api.calls == [("list", "generative-dog-images", "all")]
+    # Kaggle's answer alone can say so; a file competition's refusal stays what it was.
+    api = FakeKaggle(error=bad_request("Submission not allowed: this competition only takes notebook output"))
+    with pytest.raises(DogganError, match="is a code competition"):
+        upload.submit(good_zip, "generative-dog-images", message="m", api=api)
+    with pytest.raises(DogganError, match=r"upload of .* failed \(HTTP 400: Bad Request\)"):
+        upload.submit(good_zip, "titanic", message="m", api=FakeKaggle(error=bad_request()))
+    with pytest.raises(DogganError, match="is a code competition"):
+        upload.submit(
+            good_zip,
+            "generative-dog-images",
+            message="m",
+            api=FakeKaggle(upload.UPLOAD_FAILED, code_only=True),
+        )
+
+
+def test_submit_code_sends_the_notebooks_output_name_and_version(capsys):
+    api = FakeKaggle()
+    sent = upload.submit_code("alice/doggan", "generative-dog-images", version=4, api=api)
+    assert sent == "doggan notebook alice/doggan, version 4"
+    assert api.calls == [("code", "images.zip", sent, "generative-dog-images", "alice/doggan", 4)]
+    assert (
+        "submitted images.zip of alice/doggan (version 4) to generative-dog-images" in capsys.readouterr().out
+    )
+    upload.submit_code("alice/doggan", "generative-dog-images", message="run 2", api=api)
+    assert api.calls[-1] == ("code", "images.zip", "run 2", "generative-dog-images", "alice/doggan", None)
+    with pytest.raises(DogganError, match="expected the notebook as OWNER/SLUG"):
+        upload.submit_code("doggan", "generative-dog-images", api=api)
+
+
+class FakeSdk:
+    """The kaggle client's transport (`build_kaggle_client()`): records the requests Kaggle would get."""
+
+    def __init__(self):
+        self.requests = []
+        client = SimpleNamespace(create_code_submission=self.create_code_submission)
+        self.competitions = SimpleNamespace(competition_api_client=client)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def create_code_submission(self, request):
+        from kagglesdk.competitions.types.competition_api_service import ApiCreateCodeSubmissionResponse
+
+        self.requests.append(request)
+        reply = ApiCreateCodeSubmissionResponse()
+        reply.message = "Submission created"
+        return reply
+
+
+def test_doggan_submit_kernel_goes_through_the_kaggle_client(
+    tmp_path, kaggle_home, kaggle_key, monkeypatch, capsys
+):
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", kaggle_key)
+    sdk = FakeSdk()
+    monkeypatch.setattr(KaggleApi, "build_kaggle_client", lambda self: sdk)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("submission: {competition: generative-dog-images}\n")
+    assert main(["submit", "--kernel", "alice/doggan", "--version", "4", "-m", "biggan 130 epochs"]) == 0
+    (request,) = sdk.requests
+    assert (request.file_name, request.competition_name, request.kernel_slug) == (
+        "images.zip",
+        "generative-dog-images",
+        "doggan",
+    )
+    assert (request.kernel_version, request.submission_description) == (4, "biggan 130 epochs")
+    assert "(Kaggle: Submission created)" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("kaggle_home")

@@ -64,6 +64,12 @@ def redact(text: str) -> str:
     return text
 
 
+def username() -> str | None:
+    """The Kaggle user the credentials name (KAGGLE_USERNAME, else kaggle.json), without the network;
+    None when only an access token is set up, which names no user."""
+    return os.environ.get("KAGGLE_USERNAME") or _config_file().get("username") or None
+
+
 def credentials_source() -> str | None:
     """Where the Kaggle client will find credentials, or None when it will find none (no network)."""
     values = _config_file()

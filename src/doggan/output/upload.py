@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from doggan.output.submission import validate
 log = logging.getLogger("doggan")
 
 UPLOAD_FAILED = "Could not submit to competition"  # what kaggle's competition_submit returns on failure
+OUTPUT_FILE = "images.zip"  # the file a notebook leaves in /kaggle/working for the competition to score
 
 
 def _git(*args: str) -> str:
@@ -129,9 +131,81 @@ def submit(
     except OSError as exc:  # requests' errors are OSErrors
         from doggan.data.kaggle_api import explain
 
+        if code_only(api, competition, exc):
+            raise code_competition(competition) from None
         raise explain(exc, f"upload of {path} to {competition}", competition) from None
     reply = getattr(result, "message", "") or ""
     if reply == UPLOAD_FAILED:
+        if code_only(api, competition):
+            raise code_competition(competition)
         raise DogganError(f"upload of {path} to {competition} failed: Kaggle answered '{reply}'")
     print(f"submitted {path} to {competition}: {message}" + (f" (Kaggle: {reply})" if reply else ""))
+    return message
+
+
+# --- code competitions: Kaggle scores a notebook's output ---------------------------------------------
+
+
+def code_only(api, competition: str, exc: Exception | None = None) -> bool:
+    """Whether Kaggle refused a file upload because `competition` takes only notebooks' outputs: its
+    answer says so, or the competition's listing is marked kernels-submissions-only."""
+    response = getattr(exc, "response", None)
+    answer = f"{exc} {getattr(response, 'text', '')}".lower() if exc else ""
+    if re.search(r"code competition|kernel|notebook", answer):
+        return True
+    try:
+        listed = api.competitions_list(search=competition, category="all")
+    except (OSError, ValueError):
+        return False
+    for found in getattr(listed, "competitions", None) or []:
+        if str(getattr(found, "ref", "")).rstrip("/").rpartition("/")[2] == competition:
+            return bool(getattr(found, "is_kernels_submissions_only", False))
+    return False
+
+
+def code_competition(competition: str) -> DogganError:
+    """What to do instead of uploading a file to a code competition."""
+    return DogganError(
+        f"{competition} is a code competition: Kaggle scores the {OUTPUT_FILE} a notebook leaves in "
+        "its own session, not an uploaded file. Run the pipeline there and submit that notebook's output:\n"
+        "  doggan kernel --wheels wheels/ && kaggle datasets create -p wheels/   # once per doggan version\n"
+        "  doggan kernel && doggan kernel --push        # the notebook; Kaggle runs it\n"
+        "  doggan kernel --status OWNER/SLUG            # until it ends; fetches its outputs\n"
+        "  doggan submit --kernel OWNER/SLUG --version N"
+    )
+
+
+def submit_code(
+    kernel: str, competition: str, version: int | None = None, message: str | None = None, api=None
+) -> str:
+    """Submit the images.zip a notebook version wrote (its latest when `version` is None) to a code
+    competition, with Kaggle's `competition_submit_code`; returns the message sent."""
+    if not re.fullmatch(r"[^/\s]+/[^/\s]+", kernel):
+        raise DogganError(f"--kernel {kernel!r}: expected the notebook as OWNER/SLUG")
+    which = f"version {version}" if version else "latest version"
+    message = message or f"doggan notebook {kernel}, {which}"
+    if api is None:
+        from doggan.data.kaggle_api import authenticate
+
+        api = authenticate()
+    log.info("submitting %s of %s (%s) to %s", OUTPUT_FILE, kernel, which, competition)
+    try:
+        result = api.competition_submit_code(
+            file_name=OUTPUT_FILE,
+            message=message,
+            competition=competition,
+            kernel=kernel,
+            kernel_version=version,
+        )
+    except OSError as exc:
+        from doggan.data.kaggle_api import explain
+
+        raise explain(exc, f"submission of {kernel} ({which}) to {competition}", competition) from None
+    except ValueError as exc:  # the client's own checks of its arguments
+        raise DogganError(f"submission of {kernel} to {competition}: {exc}") from None
+    reply = getattr(result, "message", "") or ""
+    print(
+        f"submitted {OUTPUT_FILE} of {kernel} ({which}) to {competition}: {message}"
+        + (f" (Kaggle: {reply})" if reply else "")
+    )
     return message
