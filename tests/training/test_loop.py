@@ -250,6 +250,23 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_at_the_planned_total(
     assert sampling.load_generator(out / "models").z_dim == 8
 
 
+def test_resume_passes_over_a_damaged_newest_checkpoint_to_the_one_before_it(prepared, run_train, caplog):
+    params = tiny_params(epochs=2, checkpoint_every=3)
+    out, _ = run_train(prepared, params.model_copy(update={"epochs": 1}))  # checkpoints 3 and 4
+    newest = out / "ckpt" / "ckpt-4.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    _, summary = run_train(prepared, params.model_copy(update={"resume": True}))
+    assert summary["start_step"] == 3 and summary["steps"] == 8
+    warnings = " ".join(r.message for r in caplog.records if r.levelname == "WARNING")
+    assert "ckpt-4 cannot be restored" in warnings and "resuming from" in warnings
+    assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("ckpt-8")
+
+    for data in (out / "ckpt").glob("*.data-*"):
+        data.write_bytes(data.read_bytes()[:100])
+    with pytest.raises(DogganError, match=r"no checkpoint can be restored.*train.resume=false"):
+        run_train(prepared, params.model_copy(update={"resume": True, "epochs": 3}))
+
+
 def test_conditional_training_records_class_proportions(prepared, run_train):
     out, summary = run_train(prepared, tiny_params(epochs=1, conditional=True))
     assert summary["steps"] == 4
