@@ -96,11 +96,11 @@ def _prepare(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def refused_as(path: Path, temp: Path | None = None) -> Iterator[None]:
+def refused_as(path: Path) -> Iterator[None]:
     """Turn the machine's refusal to write inside the block into a `WriteError` naming `path`.
 
-    An error about the temp file (or a file inside a temp folder) or about no file names `path`; one
-    about another file (an input the block reads) keeps that file's name.
+    An error about no file, `path` itself or its temp files (and files inside temp folders) names
+    `path`; one about another file (its folder, an input the block reads) keeps that file's name.
     """
     try:
         yield
@@ -109,9 +109,10 @@ def refused_as(path: Path, temp: Path | None = None) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in REFUSALS:
             raise
-        name = str(exc.filename or "")
-        ours = not name or (temp is not None and name.startswith(str(temp)))
-        raise WriteError(exc.errno, path if ours else name) from exc
+        name = os.path.abspath(exc.filename) if exc.filename else ""
+        temps = os.path.abspath(path.parent / f".{path.name}.")
+        ours = not name or name == os.path.abspath(path) or name.startswith(temps)
+        raise WriteError(exc.errno, path if ours else exc.filename) from exc
 
 
 @contextlib.contextmanager
@@ -126,14 +127,13 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             suffix=suffix if suffix is not None else path.suffix,
         )
         os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        with refused_as(path, tmp_path):
+        tmp_path = Path(tmp)
+        try:
             yield tmp_path
             os.chmod(tmp_path, 0o666 & ~_UMASK)
             os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -144,11 +144,10 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
     with refused_as(path):
         _prepare(path)
         folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path, os.getpid())))
-    try:
-        with refused_as(path, folder):
+        try:
             yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -8,11 +8,14 @@ lists as top-level params: `dvc exp show` then shows what a preset run really us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from types import ModuleType
 
 from ruamel.yaml import YAML
@@ -60,17 +63,43 @@ def run_stage(stage: ModuleType, params_path: str = "params.yaml") -> None:
     start = time.perf_counter()
     log.info("stage %s: started", name)
     if name in TENSORFLOW_STAGES:
-        log.info("stage %s: %s", name, devices())
+        log.info("stage %s: %s", name, start_tensorflow())
     stage.run(p)
     write_effective(name, p, stage.PARAMS)
     log.info("stage %s: done in %.1f s", name, time.perf_counter() - start)
 
 
-def devices() -> str:
-    """What TensorFlow will run on, in one line: the GPUs by name, else the CPU and its cores."""
-    import tensorflow as tf
+@contextlib.contextmanager
+def held_stderr() -> Iterator[None]:
+    """Hold back what is written to file descriptor 2 in the block (C++ libraries write there), and
+    show it only if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            held.seek(0)
+            os.write(saved, held.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
-    gpus = tf.config.list_physical_devices("GPU")
+
+def start_tensorflow() -> str:
+    """Import TensorFlow and say in one line what it runs on: the GPUs by name, else the CPU's cores.
+
+    At TF_CPP_MIN_LOG_LEVEL 3 (the stages' default) the lines its libraries log as they load, which that
+    level does not reach, are held back too (on a machine without a GPU, a failed CUDA probe among them).
+    """
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+    with held_stderr() if quiet else contextlib.nullcontext():
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return f"running on CPU ({os.cpu_count()} cores), no GPU"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
