@@ -105,6 +105,8 @@ class AugmentParams(Section):
     saturation: float = Field(0.0, ge=0.0, le=1.0)
     hue: float = Field(0.0, ge=0.0, le=0.5)
     translate: float = Field(0.0, ge=0.0, le=0.5)
+    ada_target: float = Field(0.0, ge=0.0, lt=1.0)
+    ada_kimg: float = Field(500.0, gt=0.0)
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = 0
     preview: int = Field(64, ge=1, le=1024)
@@ -114,6 +116,12 @@ class AugmentParams(Section):
     def _diff_ops(cls, value: str) -> str:
         split_ops(value)
         return value
+
+    @model_validator(mode="after")
+    def _ada_needs_ops(self) -> AugmentParams:
+        if self.ada_target and not split_ops(self.diff):
+            raise ValueError("augment.ada_target adapts how often the augment.diff ops apply: name some ops")
+        return self
 
 
 class TrainParams(Section):
@@ -127,6 +135,7 @@ class TrainParams(Section):
     resolution: int = Field(0, ge=0)
     noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(256, ge=8)
+    g_upsample: Literal["transpose", "resize"] = "transpose"
     d_filters: int = Field(32, ge=8)
     attention: int = Field(32, ge=0)
     g_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -143,6 +152,8 @@ class TrainParams(Section):
     loss: Literal["gan", "hinge", "rasgan", "ralsgan", "rahinge"] = "hinge"
     n_critic: int = Field(1, ge=1)
     spectral_norm: bool = True
+    sn_form: Literal["keras", "paper"] = "keras"
+    lecam: float = Field(0.0, ge=0.0)
     real_label_range: Range = (0.7, 1.0)
     fake_label_range: Range = (0.0, 0.3)
     label_noise: float = Field(0.05, ge=0.0, le=1.0)
@@ -153,6 +164,7 @@ class TrainParams(Section):
     jit_compile: bool = False
     devices: list[str] = Field(default_factory=list)
     seed: int = 0
+    deterministic: bool = False
     checkpoint_every: int = Field(100, ge=1)
     resume: bool = False
     time_budget_min: float = Field(0.0, ge=0.0)

@@ -103,3 +103,37 @@ def test_a_resolution_that_does_not_divide_the_side_is_refused(resolution):
 
     with pytest.raises(DogganError, match=f"train.resolution {resolution} must divide.*64x64"):
         networks.make_generator(TrainParams(resolution=resolution), (64, 64, 3))
+
+
+def constant_map_output(upsample: str) -> np.ndarray:
+    """G's image (without the border the convolutions' padding reaches) for a constant map after its first
+    layer, with batch norm at its initial moving statistics (training=False), so every block sees a
+    constant input."""
+    from doggan import networks
+    from doggan.params import TrainParams
+
+    g = networks.make_generator(
+        TrainParams(g_filters=16, z_dim=8, g_upsample=upsample, resolution=0), (16, 16, 3)
+    )
+    reshape = next(layer for layer in g.layers if isinstance(layer, keras.layers.Reshape))
+    upper = keras.Model(reshape.output, g.output)
+    return upper(np.ones((1, *reshape.output.shape[1:]), "float32"), training=False).numpy()[0, 4:-4, 4:-4]
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_resize_convolutions_draw_no_checkerboard_on_a_constant_map(upsample):
+    from doggan import networks
+    from doggan.params import TrainParams
+
+    g = networks.make_generator(TrainParams(g_filters=16, z_dim=8, g_upsample=upsample), (16, 16, 3))
+    kinds = {type(layer) for layer in g.layers}
+    resize = upsample == "resize"
+    assert (keras.layers.Conv2DTranspose in kinds) != resize
+    assert (keras.layers.UpSampling2D in kinds) == (keras.layers.Conv2D in kinds) == resize
+    out = constant_map_output(upsample)
+    # the mean of each of the four pixel classes (row and column parity): a checkerboard sets them apart
+    classes = np.array([out[a::2, b::2].mean(axis=(0, 1)) for a in (0, 1) for b in (0, 1)])
+    if resize:
+        assert classes.std(axis=0).max() < 1e-6 and out.std(axis=(0, 1)).max() < 1e-6
+    else:
+        assert classes.std(axis=0).max() > 1e-3

@@ -14,6 +14,7 @@ import tensorflow as tf
 from conftest import run_mode
 
 from doggan import params
+from doggan.training import diffaugment
 from doggan.training.diffaugment import augment_replica_batch, diff_augment
 
 HERE = Path(__file__).resolve()
@@ -170,6 +171,33 @@ def test_the_helper_draws_the_real_and_the_fake_block_apart():
     holes = (out == 0).all(-1).reshape(8, -1).sum(1)
     assert (holes > 0).all()
     assert not np.array_equal(holes[:4], holes[4:])  # the two blocks draw apart
+
+
+# --- ADA's probability ------------------------------------------------------------------------------------
+
+
+def test_each_op_applies_to_each_image_with_the_probability():
+    x = batch(400, low=0.1)
+    np.testing.assert_array_equal(diff_augment(x, ALL, SEED, probability=0.0).numpy(), x.numpy())
+    always = diff_augment(x, ALL, SEED).numpy()
+    np.testing.assert_array_equal(diff_augment(x, ALL, SEED, probability=1.0).numpy(), always)
+    holes = (diff_augment(x, "cutout", SEED, probability=0.3).numpy() == 0).all(-1).any((1, 2))
+    assert 0.2 < holes.mean() < 0.4
+    moved = diff_augment(x, ALL, SEED, probability=0.5).numpy()
+    untouched = (moved == x.numpy()).all((1, 2, 3))
+    assert 0.07 < untouched.mean() < 0.2  # none of the three ops: 1/8 of the images
+    halves = [diff_augment(x[:150], ALL, SEED, 0, 400, 0.5), diff_augment(x[150:], ALL, SEED, 150, 400, 0.5)]
+    np.testing.assert_array_equal(np.concatenate(halves), moved)
+
+
+def test_ada_moves_p_up_when_d_is_sure_of_the_reals_and_down_otherwise():
+    step = 32 * 4 / 500_000
+    up = diffaugment.ada_adjust(0.1, 1.0, 0.6, 32 * 4, 500.0)
+    down = diffaugment.ada_adjust(0.1, 0.2, 0.6, 32 * 4, 500.0)
+    assert float(up) == pytest.approx(0.1 + step) and float(down) == pytest.approx(0.1 - step)
+    assert float(diffaugment.ada_adjust(0.0, -1.0, 0.6, 128, 500.0)) == 0.0
+    assert float(diffaugment.ada_adjust(1.0, 1.0, 0.6, 128, 500.0)) == 1.0
+    assert float(diffaugment.ada_adjust(0.5, 1.0, 0.6, 128, 0.064)) == 1.0  # a faster speed, clipped
 
 
 # --- two replicas ---------------------------------------------------------------------------------------

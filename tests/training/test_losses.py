@@ -67,3 +67,11 @@ def test_smoothed_targets_stay_in_their_ranges_and_flip_the_asked_fraction():
     flipped = np.mean(real < 0.5), np.mean(fake > 0.5)
     assert all(abs(f - noise) < 0.003 for f in flipped)
     assert real[real < 0.5].max() <= 0.3 and fake[fake > 0.5].min() >= 0.7
+
+
+def test_lecam_penalty_on_hand_values():
+    # α_R = 0.5, α_F = -0.2: reals above α_F and fakes below α_R are penalised by the squared distance
+    real = tf.constant([1.0, -0.5, -0.2])
+    fake = tf.constant([0.8, 0.0, -1.5])
+    got = losses.lecam_penalty(real, fake, tf.constant(0.5), tf.constant(-0.2)).numpy()
+    np.testing.assert_allclose(got, [1.2**2 + 0.0, 0.0 + 0.5**2, 0.0 + 2.0**2], rtol=1e-6)

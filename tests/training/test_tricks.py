@@ -1,7 +1,8 @@
 """Each training trick is a param that reaches the networks or the train step, and changes what it should.
 
-Experience replay, dropout, the initialiser's scale, biases and loss balancing, on one replica and on two
-(logical CPU devices, configured in a subprocess before TensorFlow starts).
+Experience replay, dropout, the initialiser's scale, biases, loss balancing, LeCam regularization and ADA's
+adaptive augmentation probability, on one replica and on two (logical CPU devices, configured in a
+subprocess before TensorFlow starts).
 """
 
 import json
@@ -17,8 +18,9 @@ from conftest import run_mode, tiny_params
 from doggan import networks
 from doggan.params import AugmentParams, TrainParams
 from doggan.training.inputs import train_dataset
+from doggan.training.policy import augment_stage
 from doggan.training.state import build_gan
-from doggan.training.step import STEP_VALUES, make_train_step
+from doggan.training.step import STEP_VALUES, make_train_step, step_losses, update_ada, update_lecam
 
 HERE = Path(__file__).resolve()
 SHAPE = (16, 16, 3)
@@ -29,10 +31,13 @@ def tiny(**overrides):
     return tiny_params(loss="gan", **overrides)
 
 
-def build(params, strategy=None):
+ADA = AugmentParams(diff="translation,cutout", ada_target=0.6)
+
+
+def build(params, strategy=None, policy=None):
     strategy = strategy or tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
-        gan = build_gan(SHAPE, params, 20)
+        gan = build_gan(SHAPE, params, 20, policy=policy)
     return strategy, gan
 
 
@@ -42,14 +47,14 @@ def batches(params, n=32):
     return train_dataset(images, np.zeros(n, np.int32), AugmentParams(), params, 0)
 
 
-def run(strategy, gan, params, plan):
+def run(strategy, gan, params, plan, diff=""):
     """Run the steps of `plan`, a list of (update_g, replay); returns the values of each, by name."""
     iterator = iter(strategy.experimental_distribute_dataset(batches(params)))
     compiled = {}
     out = []
     for key in plan:
         if key not in compiled:
-            compiled[key] = make_train_step(strategy, gan, params, *key)
+            compiled[key] = make_train_step(strategy, gan, params, *key, diff=diff)
         out.append({k: float(v) for k, v in compiled[key](next(iterator)).items()})
     return out
 
@@ -179,6 +184,86 @@ def test_skipped_updates_are_counted_in_the_training_metrics(prepared, run_train
     assert rows[0] == "step" and rows[-1] == "4"
     reader = tf.train.load_checkpoint(str(out / "ckpt"))
     assert any(name.startswith("replay_images") for name in reader.get_variable_to_shape_map())
+
+
+# --- LeCam regularization ------------------------------------------------------------------------------
+
+
+def test_lecam_adds_its_weighted_penalty_to_ds_loss_only():
+    params = tiny(lecam=0.3)
+    real, fake = np.array([1.0, -0.5, 0.2, 2.0], np.float32), np.array([0.8, 0.0, -1.5, 0.1], np.float32)
+    inputs = {"images": tf.zeros((4, 2)), "real_t": tf.ones(4), "fake_t": tf.zeros(4)}
+    logits = tf.constant(np.concatenate([real, fake]))
+    anchors = tf.constant([0.5, -0.2])
+    plain = step_losses(params, logits, inputs, 4, False)
+    values = step_losses(params, logits, inputs, 4, False, (anchors, tf.constant(0.3)))
+    penalty = np.maximum(real + 0.2, 0) ** 2 + np.maximum(0.5 - fake, 0) ** 2
+    assert float(values["d_total"] - plain["d_total"]) == pytest.approx(0.3 * penalty.mean(), rel=1e-5)
+    for name in ("d_loss", "g_loss"):
+        assert float(values[name]) == float(plain[name])
+    assert float(values["real_logit"]) == pytest.approx(real.mean()) and float(values["real_sign"]) == 0.5
+
+
+def test_lecam_averages_start_at_the_first_steps_means_then_decay_at_0_99():
+    _, gan = build(tiny(lecam=0.3))
+    update_lecam(gan, tf.constant(2.0), tf.constant(-1.0))
+    np.testing.assert_allclose(gan.lecam.numpy(), [2.0, -1.0])
+    gan.step.assign(1)
+    update_lecam(gan, tf.constant(0.0), tf.constant(1.0))
+    np.testing.assert_allclose(gan.lecam.numpy(), [1.98, -0.98], rtol=1e-6)
+
+
+def test_lecam_changes_ds_update_from_the_second_step():
+    weights = {}
+    for lecam in (0.0, 0.3):
+        params = tiny(lecam=lecam)
+        strategy, gan = build(params)
+        run(strategy, gan, params, [(True, False)])
+        first = trained(gan.discriminator)
+        run(strategy, gan, params, [(True, False)])
+        weights[lecam] = first, trained(gan.discriminator)
+        assert (gan.lecam is None) == (lecam == 0.0)
+    assert not changed(weights[0.0][0], weights[0.3][0])  # no anchors yet on the first step
+    assert changed(weights[0.0][1], weights[0.3][1])
+
+
+# --- ADA ------------------------------------------------------------------------------------------------
+
+
+def test_ada_moves_p_at_the_end_of_each_interval_from_the_signs_of_d_on_reals():
+    _, gan = build(tiny(), policy=ADA)
+    step = 8 * 4 / 500_000
+    for _ in range(4):  # D sure of every real: p rises once, at the fourth step
+        assert float(gan.ada.p.numpy()) == 0.0
+        update_ada(gan.ada, gan.step, tf.constant(1.0), 8)
+        gan.step.assign_add(1)
+    assert float(gan.ada.p.numpy()) == pytest.approx(step) and float(gan.ada.signs.numpy()) == 0.0
+    for _ in range(8):  # D unsure (mean sign 0.5 < 0.6): p falls, and stops at 0
+        update_ada(gan.ada, gan.step, tf.constant(0.5), 8)
+        gan.step.assign_add(1)
+    assert float(gan.ada.p.numpy()) == 0.0
+
+
+def test_without_ada_target_there_is_no_probability_and_ada_needs_ops():
+    _, gan = build(tiny(), policy=AugmentParams(diff="translation"))
+    assert gan.ada is None
+    with pytest.raises(ValueError, match="ada_target"):
+        AugmentParams(ada_target=0.6)
+
+
+def test_ada_p_and_lecam_averages_are_logged_and_checkpointed(prepared, run_train):
+    fast = ADA.model_copy(update={"ada_kimg": 0.001, "preview": 4})  # p moves all the way each interval
+    augment_stage(prepared / "crops.npz", fast, prepared / "policy.json", prepared / "aug.png")
+    out, _ = run_train(prepared, tiny(epochs=2, lecam=0.3))
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["train"]["ada_p"] in (0.0, 1.0)
+    rows = (out / "live" / "plots" / "metrics" / "train" / "ada_p.tsv").read_text().split()
+    assert rows[0] == "step" and len(rows) == 2 + 2 * 2
+    reader = tf.train.load_checkpoint(str(out / "ckpt"))
+    names = reader.get_variable_to_shape_map()
+    assert {"ada_p", "ada_signs", "lecam"} <= {name.split("/")[0] for name in names}
+    lecam = next(reader.get_tensor(n) for n in names if n.startswith("lecam/"))
+    assert lecam.shape == (2,) and np.isfinite(lecam).all() and np.abs(lecam).max() > 0
 
 
 # --- two replicas ---------------------------------------------------------------------------------------

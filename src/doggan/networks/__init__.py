@@ -15,6 +15,7 @@ from doggan.errors import DogganError
 from doggan.networks import biggan, dcgan, dcgan_dogs, dcgan_faces, dcgan_mnist, mlp
 from doggan.networks.attention import SelfAttention
 from doggan.networks.blocks import ConditionalBatchNorm, HierarchicalBatchNorm
+from doggan.networks.spectral import SpectralNorm
 
 if TYPE_CHECKING:
     from doggan.params import TrainParams
@@ -23,6 +24,7 @@ __all__ = [
     "ConditionalBatchNorm",
     "HierarchicalBatchNorm",
     "SelfAttention",
+    "SpectralNorm",
     "make_discriminator",
     "make_generator",
 ]
@@ -81,7 +83,7 @@ def _generator(p: TrainParams, shape: Shape, n_classes: int) -> keras.Model:
     if p.architecture == "biggan":
         return biggan.make_generator(p, shape, n_classes)
     return dcgan.make_generator(
-        p.z_dim, shape, p.g_filters, n_classes, p.g_dropout, p.init_stddev, p.use_bias
+        p.z_dim, shape, p.g_filters, n_classes, p.g_dropout, p.init_stddev, p.use_bias, p.g_upsample
     )
 
 
@@ -91,5 +93,5 @@ def _discriminator(p: TrainParams, shape: Shape, n_classes: int) -> keras.Model:
     if p.architecture == "biggan":
         return biggan.make_discriminator(p, shape, n_classes)
     return dcgan.make_discriminator(
-        shape, p.d_filters, p.spectral_norm, n_classes, p.d_dropout, p.init_stddev, p.use_bias
+        shape, p.d_filters, p.spectral_norm, n_classes, p.d_dropout, p.init_stddev, p.use_bias, p.sn_form
     )

@@ -6,22 +6,22 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from doggan.networks.blocks import spectral
+from doggan.networks.spectral import spectral
 
 
 @keras.saving.register_keras_serializable(package="doggan")
 class SelfAttention(layers.Layer):
     """x + gamma · o(softmax(f(x) · pool(g(x))ᵀ) · pool(h(x))), with 1×1 convolutions f, g (C/8 channels),
-    h (C/2) and o (back to C), spectrally normalized when `spectral_norm`; gamma starts at 0, so a new
-    layer passes its input through unchanged."""
+    h (C/2) and o (back to C), spectrally normalized (in form `sn_form`) when `spectral_norm`; gamma
+    starts at 0, so a new layer passes its input through unchanged."""
 
-    def __init__(self, spectral_norm: bool = True, **kwargs):
+    def __init__(self, spectral_norm: bool = True, sn_form: str = "keras", **kwargs):
         super().__init__(**kwargs)
-        self.spectral_norm = spectral_norm
+        self.spectral_norm, self.sn_form = spectral_norm, sn_form
 
     def _conv(self, width: int, name: str) -> layers.Layer:
         conv = layers.Conv2D(width, 1, use_bias=False, kernel_initializer="orthogonal", name=name)
-        return spectral(conv, self.spectral_norm)
+        return spectral(conv, self.spectral_norm, self.sn_form)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -53,4 +53,4 @@ class SelfAttention(layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "spectral_norm": self.spectral_norm}
+        return {**super().get_config(), "spectral_norm": self.spectral_norm, "sn_form": self.sn_form}

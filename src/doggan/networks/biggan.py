@@ -8,9 +8,9 @@ projection term embed(y)·h when conditional.
 
 Params read: `g_filters` and `d_filters` are BigGAN's G_ch and D_ch (the 2019 winners used 24-64);
 `spectral_norm` normalizes every convolution and linear layer of both networks (the shared embedding
-excepted, as in BigGAN); `use_bias` gives the convolutions and linear layers their biases;
-`attention` (0 = none); `z_dim`. Weights are always orthogonally initialised (BigGAN's init), whatever
-`init_stddev`; dropout is not used.
+excepted, as in BigGAN), in the form `sn_form`; `use_bias` gives the convolutions and linear layers
+their biases; `attention` (0 = none); `z_dim`. Weights are always orthogonally initialised (BigGAN's
+init), whatever `init_stddev`; dropout is not used.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import keras
 from keras import layers
 
 from doggan.networks.attention import SelfAttention
-from doggan.networks.blocks import HierarchicalBatchNorm, spectral, upsampling_plan
+from doggan.networks.blocks import HierarchicalBatchNorm, upsampling_plan
+from doggan.networks.spectral import spectral
 
 if TYPE_CHECKING:
     from doggan.params import TrainParams
@@ -34,13 +35,15 @@ MAX_WIDTH = 16  # widest block, in multiples of ch
 def conv(width: int, kernel: int, p: TrainParams) -> layers.Layer:
     """A same-size convolution, orthogonally initialised, spectrally normalized when asked."""
     layer = layers.Conv2D(width, kernel, padding="same", use_bias=p.use_bias, kernel_initializer="orthogonal")
-    return spectral(layer, p.spectral_norm)
+    return spectral(layer, p.spectral_norm, p.sn_form)
 
 
 def dense(units: int, p: TrainParams, use_bias: bool | None = None) -> layers.Layer:
     """A linear layer, orthogonally initialised, spectrally normalized when asked."""
     bias = p.use_bias if use_bias is None else use_bias
-    return spectral(layers.Dense(units, use_bias=bias, kernel_initializer="orthogonal"), p.spectral_norm)
+    return spectral(
+        layers.Dense(units, use_bias=bias, kernel_initializer="orthogonal"), p.spectral_norm, p.sn_form
+    )
 
 
 def z_chunks(z_dim: int, n: int) -> list[tuple[int, int]]:
@@ -57,9 +60,9 @@ def z_chunks(z_dim: int, n: int) -> list[tuple[int, int]]:
 def up_block(x, cond, width: int, p: TrainParams, name: str):
     """CBN → ReLU → 2× nearest upsample → 3×3 conv → CBN → ReLU → 3×3 conv, plus an upsampled 1×1-conv
     shortcut (conv before upsampling: the same result for a 1×1 conv, on a quarter of the pixels)."""
-    h = HierarchicalBatchNorm(p.spectral_norm, name=f"{name}_cbn1")([x, cond])
+    h = HierarchicalBatchNorm(p.spectral_norm, sn_form=p.sn_form, name=f"{name}_cbn1")([x, cond])
     h = conv(width, 3, p)(layers.UpSampling2D(2)(layers.ReLU()(h)))
-    h = HierarchicalBatchNorm(p.spectral_norm, name=f"{name}_cbn2")([h, cond])
+    h = HierarchicalBatchNorm(p.spectral_norm, sn_form=p.sn_form, name=f"{name}_cbn2")([h, cond])
     h = conv(width, 3, p)(layers.ReLU()(h))
     shortcut = layers.UpSampling2D(2)(conv(width, 1, p)(x))
     return layers.Add(name=f"{name}_out")([h, shortcut])
@@ -87,7 +90,7 @@ def make_generator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Mo
         x = up_block(x, cond, MAX_WIDTH * ch // 2**i, p, f"block{i}")
         side *= 2
         if side == p.attention:
-            x = SelfAttention(p.spectral_norm, name=f"attention{side}")(x)
+            x = SelfAttention(p.spectral_norm, p.sn_form, name=f"attention{side}")(x)
     x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True)(x)
     x = conv(shape[2], 3, p)(layers.ReLU()(x))
     image = layers.Activation("tanh", dtype="float32", name="image")(x)
@@ -122,7 +125,7 @@ def make_discriminator(p: TrainParams, shape: Shape, n_classes: int = 0) -> kera
         x = down_block(x, ch * min(2**i, MAX_WIDTH), p, first=i == 0, down=down)
         side = side // 2 if down else side
         if down and side == p.attention:
-            x = SelfAttention(p.spectral_norm, name=f"attention{side}")(x)
+            x = SelfAttention(p.spectral_norm, p.sn_form, name=f"attention{side}")(x)
     x = layers.ReLU()(x)
     features = layers.Rescaling(float(side * side))(layers.GlobalAveragePooling2D()(x))
     logit = dense(1, p)(features)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from doggan.networks.spectral import spectral
+
 
 def initializer(stddev: float, truncated: bool = False) -> keras.initializers.Initializer:
     """Normal (or truncated normal) weights of this std; 0 keeps Keras' default, Glorot uniform.
@@ -24,12 +26,6 @@ def initializer(stddev: float, truncated: bool = False) -> keras.initializers.In
 def maybe_dropout(x, rate: float):
     """Dropout at `rate` (active only when the model is called with training=True), or nothing at 0."""
     return layers.Dropout(rate)(x) if rate else x
-
-
-def spectral(layer: layers.Layer, on: bool = True) -> layers.Layer:
-    """The layer wrapped in spectral normalization when `on` (normalises only when called with
-    training=True, running one power iteration per call)."""
-    return layers.SpectralNormalization(layer) if on else layer
 
 
 def upsampling_plan(size: int) -> tuple[int, int]:
@@ -58,9 +54,9 @@ def image_out(x, channels: int, kernel: int, use_bias: bool, init) -> keras.Kera
     return layers.Activation("tanh", dtype="float32", name="image")(conv(x))
 
 
-def logit(x, use_bias: bool, init, spectral_norm: bool = False) -> keras.KerasTensor:
-    """One (spectrally normalized) dense logit per example, in float32."""
-    dense = spectral(layers.Dense(1, use_bias=use_bias, kernel_initializer=init), spectral_norm)
+def logit(x, use_bias: bool, init, spectral_norm: bool = False, sn_form: str = "keras") -> keras.KerasTensor:
+    """One (spectrally normalized, in form `sn_form`) dense logit per example, in float32."""
+    dense = spectral(layers.Dense(1, use_bias=use_bias, kernel_initializer=init), spectral_norm, sn_form)
     return layers.Activation("linear", dtype="float32", name="logit")(dense(x))
 
 
@@ -100,11 +96,20 @@ class ConditionalBatchNorm(layers.Layer):
 class HierarchicalBatchNorm(layers.Layer):
     """Batch norm with a per-example gain 1 + W_g·c and bias W_b·c from a conditioning vector c: BigGAN's
     conditional batch norm, c being a block's z chunk (joined with the shared class embedding when
-    conditional). W_g and W_b have no bias and are spectrally normalized when `spectral_norm`."""
+    conditional). W_g and W_b have no bias and are spectrally normalized (in form `sn_form`) when
+    `spectral_norm`."""
 
-    def __init__(self, spectral_norm: bool = True, momentum: float = 0.9, epsilon: float = 1e-5, **kwargs):
+    def __init__(
+        self,
+        spectral_norm: bool = True,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        sn_form: str = "keras",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.spectral_norm, self.momentum, self.epsilon = spectral_norm, momentum, epsilon
+        self.sn_form = sn_form
         self.norm = layers.BatchNormalization(
             momentum=momentum, epsilon=epsilon, center=False, scale=False, synchronized=True
         )
@@ -117,7 +122,8 @@ class HierarchicalBatchNorm(layers.Layer):
             layers.Dense(channels, use_bias=False, kernel_initializer="orthogonal", name=name)
             for name in ("gain", "bias")
         )
-        self.gain, self.bias = spectral(gain, self.spectral_norm), spectral(bias, self.spectral_norm)
+        self.gain = spectral(gain, self.spectral_norm, self.sn_form)
+        self.bias = spectral(bias, self.spectral_norm, self.sn_form)
         self.gain.build(c_shape)
         self.bias.build(c_shape)
 
@@ -138,4 +144,5 @@ class HierarchicalBatchNorm(layers.Layer):
             "spectral_norm": self.spectral_norm,
             "momentum": self.momentum,
             "epsilon": self.epsilon,
+            "sn_form": self.sn_form,
         }

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers
 
-from doggan.networks.blocks import image_out, initializer, logit, maybe_dropout, spectral, upsampling_plan
+from doggan.networks.blocks import image_out, initializer, logit, maybe_dropout, upsampling_plan
+from doggan.networks.spectral import spectral
 
 if TYPE_CHECKING:
     from doggan.params import TrainParams
@@ -45,9 +46,9 @@ def make_discriminator(shape: Shape, p: TrainParams) -> keras.Model:
         conv = layers.Conv2D(
             width, 5, strides=stride, padding="same", use_bias=p.use_bias and i == 0, kernel_initializer=init
         )
-        x = spectral(conv, p.spectral_norm)(x)
+        x = spectral(conv, p.spectral_norm, p.sn_form)(x)
         if i:
             x = layers.BatchNormalization(synchronized=True)(x)
         x = maybe_dropout(layers.LeakyReLU(0.2)(x), p.d_dropout)
     x = layers.Flatten()(x)
-    return keras.Model(image, logit(x, p.use_bias, init, p.spectral_norm), name="discriminator")
+    return keras.Model(image, logit(x, p.use_bias, init, p.spectral_norm, p.sn_form), name="discriminator")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers
 
-from doggan.networks.blocks import initializer, logit, maybe_dropout, spectral
+from doggan.networks.blocks import initializer, logit, maybe_dropout
+from doggan.networks.spectral import spectral
 
 if TYPE_CHECKING:
     from doggan.params import TrainParams
@@ -36,6 +37,6 @@ def make_discriminator(shape: Shape, p: TrainParams) -> keras.Model:
     x = layers.Flatten()(image)
     for width in (p.d_filters, p.d_filters // 2, p.d_filters // 4):
         dense = layers.Dense(width, use_bias=p.use_bias, kernel_initializer=init)
-        x = spectral(dense, p.spectral_norm)(x)
+        x = spectral(dense, p.spectral_norm, p.sn_form)(x)
         x = maybe_dropout(layers.LeakyReLU(0.2)(x), p.d_dropout)
-    return keras.Model(image, logit(x, p.use_bias, init, p.spectral_norm), name="discriminator")
+    return keras.Model(image, logit(x, p.use_bias, init, p.spectral_norm, p.sn_form), name="discriminator")

@@ -5,6 +5,9 @@ applied to real and fake images alike so that D never sees an unaugmented image 
 back through the augmentation. Each image's draws depend only on the seed and its row in the global
 batch: every replica draws the few parameters of the whole global batch from the same stateless seed and
 keeps its own rows, so a step augments the same images the same way on one replica or on several.
+
+With ADA's adaptive probability (Karras et al., 2020; augment.ada_target) each op is applied to each image
+with probability p, drawn per image alike; `ada_adjust` is ADA's rule for moving p.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tensorflow as tf
 from doggan.params import DIFF_OPS, split_ops
 
 SEED_TAG = 4099  # folded into the step seed, so augmentation draws differ from the step's other draws
+GATE_TAG = 2053  # folded into an op's seed for the draws that decide, per image, whether the op applies
 
 
 def diff_augment(
@@ -22,13 +26,15 @@ def diff_augment(
     seed: tf.Tensor,
     offset: int | tf.Tensor = 0,
     total: int | tf.Tensor | None = None,
+    probability: tf.Tensor | float | None = None,
 ) -> tf.Tensor:
     """Augment NHWC images in [-1, 1] (float16 or float32) with the ops of `policy` (a comma list or a
     tuple of color, translation, cutout; always applied in that order).
 
     `images` are rows `offset`.. of a global batch of `total` rows (default: they are the whole batch);
     each image's draws come from `seed` (shape [2], int32 or int64, of which the low 31 bits count) and
-    its global row alone, and are the same with or without XLA.
+    its global row alone, and are the same with or without XLA. With a `probability` p (ADA's), each op
+    is applied to each image with probability p (p = 0 leaves the images as they are); without, always.
     """
     ops = split_ops(policy if isinstance(policy, str) else ",".join(policy))
     if not ops:
@@ -42,25 +48,46 @@ def diff_augment(
     total = n if total is None else total
     seeds = dict(zip(DIFF_OPS, _split(_nonnegative(seed), len(DIFF_OPS)), strict=True))
 
-    def rows(op: str, quantity: int, low: int, high: int) -> tf.Tensor:
+    def column(column_seed: tf.Tensor, low: int, high: int) -> tf.Tensor:
         """This batch's rows of one integer in [low, high) drawn for each row of the global batch."""
-        column_seed = _split(seeds[op], 3)[quantity]
-        column = tf.random.stateless_uniform([total], column_seed, minval=low, maxval=high, dtype=tf.int32)
-        return tf.slice(column, tf.reshape(tf.cast(offset, tf.int32), [1]), tf.reshape(n, [1]))
+        drawn = tf.random.stateless_uniform([total], column_seed, minval=low, maxval=high, dtype=tf.int32)
+        return tf.slice(drawn, tf.reshape(tf.cast(offset, tf.int32), [1]), tf.reshape(n, [1]))
 
-    def fractions(quantity: int) -> tf.Tensor:
+    def rows(op: str, quantity: int, low: int, high: int) -> tf.Tensor:
+        return column(_split(seeds[op], 3)[quantity], low, high)
+
+    def fractions(column_seed: tf.Tensor) -> tf.Tensor:
         """Uniform in [0, 1) from integers, whose draws are the same with or without XLA (floats' are not)."""
-        return tf.cast(rows("color", quantity, 0, 2**24), tf.float32) / 2**24
+        return tf.cast(column(column_seed, 0, 2**24), tf.float32) / 2**24
+
+    def gated(op: str, before: tf.Tensor, after: tf.Tensor) -> tf.Tensor:
+        """`after` for the images the op applies to (each with `probability`), `before` for the others."""
+        if probability is None:
+            return after
+        gate_seed = _nonnegative(tf.random.experimental.stateless_fold_in(seeds[op], GATE_TAG))
+        applies = fractions(gate_seed) < tf.cast(probability, tf.float32)
+        return tf.where(applies[:, None, None, None], after, before)
 
     x = images
     if "color" in ops:
-        x = color(x, fractions(0) - 0.5, fractions(1) * 2.0, fractions(2) + 0.5)
+        quantities = [fractions(s) for s in _split(seeds["color"], 3)]
+        x = gated("color", x, color(x, quantities[0] - 0.5, quantities[1] * 2.0, quantities[2] + 0.5))
     if "translation" in ops:
-        x = translation(x, *(rows("translation", k, -(s // 8), s // 8 + 1) for k, s in enumerate(sides)))
+        moves = (rows("translation", k, -(s // 8), s // 8 + 1) for k, s in enumerate(sides))
+        x = gated("translation", x, translation(x, *moves))
     if "cutout" in ops:
         # as the reference: centres in [0, side], or [0, side) when the square's side is odd
-        x = cutout(x, *(rows("cutout", k, 0, s + 1 - (s // 2) % 2) for k, s in enumerate(sides)))
+        centres = (rows("cutout", k, 0, s + 1 - (s // 2) % 2) for k, s in enumerate(sides))
+        x = gated("cutout", x, cutout(x, *centres))
     return x
+
+
+def ada_adjust(p: tf.Tensor, sign_mean: tf.Tensor, target: float, images: int, kimg: float) -> tf.Tensor:
+    """ADA's update of p after `images` images whose E[sign D(x_real)] was `sign_mean`: up by
+    images / (kimg · 1000) when D is surer of the reals than `target` (it overfits), down when less sure,
+    kept within [0, 1]."""
+    step = tf.sign(tf.cast(sign_mean, tf.float32) - target) * images / (kimg * 1000.0)
+    return tf.clip_by_value(tf.cast(p, tf.float32) + step, 0.0, 1.0)
 
 
 def _nonnegative(seed: tf.Tensor) -> tf.Tensor:
@@ -116,12 +143,17 @@ def _band(centre: tf.Tensor, side: int) -> tf.Tensor:
 
 
 def augment_replica_batch(
-    images: tf.Tensor, policy: tuple[str, ...] | str, step_seed: tf.Tensor, parts: int = 2
+    images: tf.Tensor,
+    policy: tuple[str, ...] | str,
+    step_seed: tf.Tensor,
+    parts: int = 2,
+    probability: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """DiffAugment one replica's D input inside `strategy.run` (or without a strategy).
 
     `images` is `parts` equal blocks of this replica's rows (real, fake[, replayed]); block p is augmented
     as this replica's rows of the global block p, so the step is the same on any number of replicas.
+    `probability` is ADA's p (each op applied to each image with it), None to apply every op always.
     """
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync
@@ -130,5 +162,8 @@ def augment_replica_batch(
     n = tf.shape(blocks[0])[0]
     offset = tf.cast(context.replica_id_in_sync_group, tf.int32) * n
     seeds = _split(seed, parts)
-    out = [diff_augment(b, policy, s, offset, replicas * n) for b, s in zip(blocks, seeds, strict=True)]
+    out = [
+        diff_augment(b, policy, s, offset, replicas * n, probability)
+        for b, s in zip(blocks, seeds, strict=True)
+    ]
     return tf.concat(out, 0)

@@ -50,6 +50,15 @@ def discriminator_loss(
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def lecam_penalty(
+    real: tf.Tensor, fake: tf.Tensor, alpha_real: tf.Tensor, alpha_fake: tf.Tensor
+) -> tf.Tensor:
+    """LeCam regularization (Tseng et al. 2021), per example: ReLU(D(x) − α_F)² + ReLU(α_R − D(G(z)))²,
+    α_R and α_F being moving averages of D's outputs on real and fake images. It keeps D's outputs on
+    reals near its past outputs on fakes and the other way round, which bounds how far D can overfit."""
+    return tf.square(tf.nn.relu(real - alpha_fake)) + tf.square(tf.nn.relu(alpha_real - fake))
+
+
 def generator_loss(kind: str, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
     """Per-example G loss (non-saturating for gan; the relativistic ones use both logits)."""
     if kind == "gan":

@@ -121,6 +121,8 @@ class EpochReporter:
             log(f"train/{name}", count)
         log("train/lr_g", current_rate(self.gan.g_opt))
         log("train/lr_d", current_rate(self.gan.d_opt))
+        if self.gan.ada is not None:
+            log("train/ada_p", float(self.gan.ada.p.numpy()))
         log("train/images_per_s", self.images_per_s())
         if epoch % self.params.sample_every == 0 or last:
             save_grid(

@@ -1,5 +1,6 @@
 """What a training run updates and checkpoints: the two networks, their optimizers, the EMA generator,
-the step, the learning-rate scale a rollback lowers, the replay buffer and the best MiFID so far."""
+the step, the learning-rate scale a rollback lowers, the replay buffer, LeCam's and ADA's running values
+and the best MiFID so far."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from doggan import networks
-from doggan.params import TrainParams
+from doggan.params import AugmentParams, TrainParams
 
 
 class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -62,6 +63,24 @@ def make_replay(size: int, image_shape) -> Replay:
 
 
 @dataclass
+class Ada:
+    """ADA's augmentation probability `p` (applied to each DiffAugment op of each image) and the sum of
+    E[sign D(x_real)] over the steps of the current adjustment interval; `target` and `kimg` as
+    augment.ada_target and augment.ada_kimg. Updated in the compiled step, alike on every replica."""
+
+    p: tf.Variable
+    signs: tf.Variable
+    target: float
+    kimg: float
+
+
+def synced(name: str, value, dtype=tf.float32) -> tf.Variable:
+    """A non-trainable variable that the compiled step assigns in cross-replica context (one value for
+    every replica); call inside the strategy scope."""
+    return tf.Variable(tf.constant(value, dtype), trainable=False, name=name)
+
+
+@dataclass
 class GAN:
     """Everything a training run updates and checkpoints."""
 
@@ -75,6 +94,8 @@ class GAN:
     n_classes: int = 0
     replay: Replay | None = None
     best: tf.Variable | None = None  # (MiFID, epoch) of the generator keep_best saved; (inf, 0) before
+    lecam: tf.Variable | None = None  # LeCam's moving averages of D's mean logits, (real, fake)
+    ada: Ada | None = None
 
     @property
     def sampler(self) -> keras.Model:
@@ -82,11 +103,16 @@ class GAN:
         return self.ema if self.ema is not None else self.generator
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        """Models, optimizers, step, learning-rate scale, EMA weights, replay buffer and best MiFID in one
-        checkpoint, so a resumed run goes on exactly where it stopped."""
+        """Models, optimizers, step, learning-rate scale, EMA weights, replay buffer, LeCam's averages,
+        ADA's probability and best MiFID in one checkpoint, so a resumed run goes on exactly where it
+        stopped."""
         extra = {"ema": self.ema} if self.ema is not None else {}
         if self.best is not None:
             extra["best"] = self.best
+        if self.lecam is not None:
+            extra["lecam"] = self.lecam
+        if self.ada is not None:
+            extra.update(ada_p=self.ada.p, ada_signs=self.ada.signs)
         if self.replay is not None:
             extra.update(
                 replay_images=self.replay.images,
@@ -115,11 +141,18 @@ def make_optimizer(params: TrainParams, base: float, steps: int, lr_scale: tf.Va
     return keras.optimizers.LossScaleOptimizer(opt) if params.mixed_precision else opt
 
 
-def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int = 0) -> GAN:
+def build_gan(
+    image_shape,
+    params: TrainParams,
+    total_steps: int,
+    n_classes: int = 0,
+    policy: AugmentParams | None = None,
+) -> GAN:
     """Models and optimizers; call inside the strategy scope (optimizers are built here, not lazily).
 
     `n_classes` > 0 builds the class-conditional pair (conditional batch norm in G, projection in D).
-    The networks are those of `params.architecture` (doggan.networks).
+    The networks are those of `params.architecture` (doggan.networks). ADA's state is made when the
+    augmentation `policy` sets augment.ada_target.
     """
     keras.utils.set_random_seed(params.seed)
     g = networks.make_generator(params, image_shape, n_classes)
@@ -136,7 +169,11 @@ def build_gan(image_shape, params: TrainParams, total_steps: int, n_classes: int
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     replay = make_replay(params.replay_size, image_shape) if params.replay_size else None
     best = tf.Variable([np.inf, 0.0], dtype=tf.float64, trainable=False, name="best_mifid")
-    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay, best)
+    lecam = synced("lecam_ema", [0.0, 0.0]) if params.lecam else None
+    ada = None
+    if policy is not None and policy.ada_target:
+        ada = Ada(synced("ada_p", 0.0), synced("ada_signs", 0.0), policy.ada_target, policy.ada_kimg)
+    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay, best, lecam, ada)
 
 
 def current_rate(opt: keras.optimizers.Optimizer) -> float:

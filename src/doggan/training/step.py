@@ -4,7 +4,8 @@ D is called once per step on real and fake together (and replayed fakes), its ba
 place (`discriminator_batch`). With train.jit_compile, XLA compiles each replica's pass through D (its
 forward and backward passes and the losses); everything that crosses replicas (G's synchronized batch
 norm, loss balancing, the optimizer updates) stays outside the compiled part, so the step also runs on
-several replicas and workers.
+several replicas and workers. LeCam's moving averages and ADA's augmentation probability are variables
+the step updates after the replicas' values are summed, so every replica holds the same ones.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import tensorflow as tf
 from doggan.errors import DogganError
 from doggan.params import TrainParams
 from doggan.training import diffaugment, losses
-from doggan.training.state import GAN, Replay
+from doggan.training.state import GAN, Ada, Replay
 
 REPLAY_SEED_TAG = 7919  # folded into (seed, step) so replay draws differ from the step's other draws
 STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_skipped", "g_skipped")
+LECAM_DECAY = 0.99  # of LeCam's moving averages of D's outputs (Tseng et al. 2021)
+ADA_INTERVAL = 4  # steps between ADA's adjustments of p (Karras et al. 2020)
 
 
 class ReplicaResult(NamedTuple):
@@ -69,7 +72,8 @@ def discriminator_batch(
     images = tf.concat(parts, 0)
     if diff:
         step_seed = tf.stack([tf.constant(params.seed, tf.int64), tf.cast(gan.step, tf.int64)])
-        images = diffaugment.augment_replica_batch(images, diff, step_seed, parts=len(parts))
+        p = None if gan.ada is None else gan.ada.p
+        images = diffaugment.augment_replica_batch(images, diff, step_seed, len(parts), p)
     if "sigma" in inputs:
         sigma = tf.concat([inputs["sigma"]] * len(parts), 0)[:, None, None, None]
         images += tf.random.normal(tf.shape(images), dtype=images.dtype) * tf.cast(sigma, images.dtype)
@@ -77,11 +81,17 @@ def discriminator_batch(
 
 
 def step_losses(
-    params: TrainParams, logits: tf.Tensor, inputs: dict, global_batch: int, replay: bool
+    params: TrainParams,
+    logits: tf.Tensor,
+    inputs: dict,
+    global_batch: int,
+    replay: bool,
+    lecam: tuple[tf.Tensor, tf.Tensor] | None = None,
 ) -> dict:
     """d_loss and g_loss averaged over the global batch from D's logits on [real, fake, replayed], and
     d_total, D's loss to minimise: d_loss plus, with `replay`, the loss of the replayed fakes in place of
-    the fresh ones."""
+    the fresh ones, plus LeCam's penalty against the anchors of `lecam`, (anchors, weight) from
+    `lecam_terms`. Also each replica's share of the mean logits and of E[sign D(x_real)] (LeCam, ADA)."""
     n = tf.shape(inputs["images"])[0]
     real, fake, old = logits[:n], logits[n : 2 * n], logits[2 * n :]
     average = lambda each: tf.nn.compute_average_loss(each, global_batch_size=global_batch)  # noqa: E731
@@ -91,7 +101,13 @@ def step_losses(
         d_total += average(
             losses.discriminator_loss(params.loss, real, old, inputs["real_t"], inputs["fake_t"])
         )
+    if lecam is not None:
+        (alpha_real, alpha_fake), weight = tf.unstack(lecam[0]), lecam[1]
+        d_total += weight * average(losses.lecam_penalty(real, fake, alpha_real, alpha_fake))
     return {
+        "real_logit": tf.reduce_sum(real) / global_batch,
+        "fake_logit": tf.reduce_sum(fake) / global_batch,
+        "real_sign": tf.reduce_sum(tf.sign(real)) / global_batch,
         "d_loss": d_loss,
         "g_loss": average(losses.generator_loss(params.loss, real, fake)),
         "d_total": d_total,
@@ -118,7 +134,7 @@ def discriminator_pass(
         tape.watch(fake)
         d_inputs = discriminator_batch(gan, params, inputs, fake, replay, diff)
         logits = tf.cast(tf.reshape(gan.discriminator(d_inputs, training=True), [-1]), tf.float32)
-        values = step_losses(params, logits, inputs, global_batch, replay)
+        values = step_losses(params, logits, inputs, global_batch, replay, lecam_terms(gan, params))
         d_total, g_loss = values.pop("d_total"), values["g_loss"]
         d_scaled = gan.d_opt.scale_loss(d_total) if params.mixed_precision else d_total
         g_scaled = gan.g_opt.scale_loss(g_loss) if params.mixed_precision else g_loss
@@ -187,6 +203,31 @@ def apply_unless(skip: tf.Tensor, opt: keras.optimizers.Optimizer, grads, variab
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(skip, list(grads)))
 
 
+def lecam_terms(gan: GAN, params: TrainParams) -> tuple[tf.Tensor, tf.Tensor] | None:
+    """LeCam's anchors (α_R, α_F), the moving averages of D's mean logits up to the last step, and its
+    weight: train.lecam, or 0 on the first step, before the averages hold a measured value. None when off."""
+    if gan.lecam is None:
+        return None
+    return tf.identity(gan.lecam), tf.where(gan.step > 0, params.lecam, 0.0)
+
+
+def update_lecam(gan: GAN, real_logit: tf.Tensor, fake_logit: tf.Tensor) -> None:
+    """Move LeCam's averages toward this step's global mean logits (the first step sets them)."""
+    decay = tf.where(gan.step > 0, LECAM_DECAY, 0.0)
+    gan.lecam.assign(decay * gan.lecam + (1.0 - decay) * tf.stack([real_logit, fake_logit]))
+
+
+def update_ada(ada: Ada, step: tf.Variable, real_sign: tf.Tensor, batch_size: int) -> None:
+    """Add this step's E[sign D(x_real)]; at the end of every ADA_INTERVAL steps move p by ADA's rule on
+    their mean and start the sum afresh."""
+    signs = ada.signs + real_sign
+    due = (step + 1) % ADA_INTERVAL == 0
+    images = batch_size * ADA_INTERVAL
+    moved = diffaugment.ada_adjust(ada.p, signs / ADA_INTERVAL, ada.target, images, ada.kimg)
+    ada.p.assign(tf.where(due, moved, ada.p))
+    ada.signs.assign(tf.where(due, 0.0, signs))
+
+
 def update_ema(gan: GAN, params: TrainParams) -> None:
     """Move the EMA generator towards G, with the warm-up of tf.train.ExponentialMovingAverage(num_updates):
     early on the average follows G instead of staying near the initial weights for thousands of steps.
@@ -239,17 +280,23 @@ def make_train_step(
             skip_g = tf.constant(False)
         share = 1.0 / tf.distribute.get_replica_context().num_replicas_in_sync
         skips = {"d_skipped": skip_d, "g_skipped": skip_g}
-        return {**result.values, **{k: tf.cast(v, tf.float32) * share for k, v in skips.items()}}
+        values = {**result.values, **{k: tf.cast(v, tf.float32) * share for k, v in skips.items()}}
+        return {k: values[k] for k in reduced}
+
+    reduced = STEP_VALUES + (("real_logit", "fake_logit") if gan.lecam is not None else ())
+    reduced += ("real_sign",) if gan.ada is not None else ()
 
     @tf.function
     def distributed_step(dist_inputs):
         per_replica = strategy.run(replica_step, args=(dist_inputs,))
-        values = {
-            k: strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None) for k in STEP_VALUES
-        }
+        values = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None) for k in reduced}
+        if gan.lecam is not None:
+            update_lecam(gan, values["real_logit"], values["fake_logit"])
+        if gan.ada is not None:
+            update_ada(gan.ada, gan.step, values["real_sign"], params.batch_size)
         if gan.ema is not None and update_g:
             update_ema(gan, params)
         gan.step.assign_add(1)
-        return values
+        return {k: values[k] for k in STEP_VALUES}
 
     return distributed_step
