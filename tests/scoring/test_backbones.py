@@ -171,3 +171,41 @@ def test_standin_scores_held_out_real_better_than_blurred_better_than_noise(tmp_
 def test_features_of_no_batches_is_an_empty_array():
     out = backbones.features(backbones.standin(), [])
     assert out.shape == (0, sum(backbones.STANDIN_WIDTHS))
+
+
+def writing_graph(target) -> bytes:
+    """A graph shaped like the 2015 one whose pool_3 first writes `target`: a tf.function exported as
+    a GraphDef, with WriteFile as a control input of the output."""
+
+    @tf.function
+    def forward(image):
+        x = tf.expand_dims(image, 0, name="ExpandDims")
+        with tf.control_dependencies([tf.io.write_file(str(target), "written by the graph")]):
+            return tf.reduce_mean(x, axis=[1, 2], keepdims=True, name="pool_3")
+
+    concrete = forward.get_concrete_function(tf.TensorSpec([None, None, 3], tf.float32))
+    return concrete.graph.as_graph_def().SerializeToString()
+
+
+def test_a_graph_with_file_ops_is_refused_before_it_runs(tmp_path):
+    target = tmp_path / "written.txt"
+    graph = tmp_path / backbones.GRAPH_FILE
+    graph.write_bytes(writing_graph(target))
+    with pytest.raises(DogganError, match=rf"{graph}: .*WriteFile \(node WriteFile\)"):
+        backbones.features(backbones.tf2015(str(graph)), [images(1)])
+    assert not target.exists()
+    with tarfile.open(tmp_path / "inception.tgz", "w:gz") as tar:
+        tar.add(graph, arcname=backbones.GRAPH_FILE)
+    with pytest.raises(DogganError, match="WriteFile"):
+        backbones.load("auto", str(tmp_path / "inception.tgz"))
+    assert not target.exists()
+
+
+def test_the_real_graph_s_ops_are_allowed_and_file_network_and_python_ops_are_not():
+    real = {"DecodeJpeg", "Cast", "ExpandDims", "ResizeBilinear", "Sub", "Mul", "Conv2D", "Relu", "MaxPool"}
+    real |= {"BatchNormWithGlobalNormalization", "CheckNumerics", "Identity", "AvgPool", "Concat", "Reshape"}
+    real |= {"MatMul", "Add", "Softmax", "Const"}
+    assert real <= backbones.GRAPH_OPS
+    unsafe = {"ReadFile", "WriteFile", "MatchingFiles", "PyFunc", "EagerPyFunc", "SaveV2", "RestoreV2"}
+    unsafe |= {"FIFOQueueV2", "TFRecordReaderV2", "PartitionedCall", "StatefulPartitionedCall", "While"}
+    assert not unsafe & backbones.GRAPH_OPS

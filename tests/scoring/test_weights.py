@@ -99,7 +99,7 @@ def test_the_real_graph_is_the_default_with_its_size(monkeypatch):
     monkeypatch.delenv("DOGGAN_INCEPTION_URL", raising=False)
     monkeypatch.delenv("DOGGAN_INCEPTION_SIZE", raising=False)
     spec = weights.inception()
-    assert spec.url == "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
+    assert spec.url == "https://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
     assert spec.size == 88_931_400
 
 

@@ -34,6 +34,20 @@ STANDIN_WIDTHS = (16, 32, 64, 128)
 STANDIN_FLOOR = 1e-3
 PUBLIC_HINT = "`doggan weights` downloads Kaggle's graph ahead of time, or set eval.inception_graph to a copy"
 PRIVATE_HINT = "`doggan weights --private` downloads NASNetLarge's ImageNet weights ahead of time"
+# The ops of the 2015 Inception graph (DecodeJpeg, Cast, ExpandDims, ResizeBilinear, Sub, Mul; Conv2D,
+# BatchNormWithGlobalNormalization, CheckNumerics, Identity, Relu, MaxPool, AvgPool and Concat in its
+# blocks; Reshape, MatMul, Add and Softmax after pool_3) and their later forms. Running a graph runs every
+# op its output depends on, so one holding any other op (files, network, queues, readers, Python
+# callbacks, function calls) is refused before it is imported.
+GRAPH_OPS = frozenset(
+    {
+        "Const", "Placeholder", "PlaceholderWithDefault", "Identity", "NoOp", "CheckNumerics",
+        "DecodeJpeg", "Cast", "ExpandDims", "Squeeze", "Reshape", "ResizeBilinear",
+        "Add", "AddV2", "Sub", "Mul", "RealDiv", "BiasAdd", "MatMul", "Softmax",
+        "Conv2D", "Relu", "MaxPool", "AvgPool", "Concat", "ConcatV2",
+        "BatchNormWithGlobalNormalization", "FusedBatchNorm", "FusedBatchNormV3",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,23 @@ def _read_graph_def(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def check_graph_ops(graph_def: tf.compat.v1.GraphDef, path: str) -> None:
+    """Refuse a graph holding ops an Inception graph has no use for (GRAPH_OPS), naming them and a node
+    of each; its function library is searched too."""
+    nodes = [*graph_def.node, *(node for f in graph_def.library.function for node in f.node_def)]
+    foreign: dict[str, str] = {}
+    for node in nodes:
+        if node.op not in GRAPH_OPS:
+            foreign.setdefault(node.op, node.name)
+    if foreign:
+        listed = ", ".join(f"{op} (node {name})" for op, name in sorted(foreign.items()))
+        raise DogganError(
+            f"{path}: refusing to import this graph: it holds ops an Inception graph does not use, {listed}; "
+            "set eval.inception_graph to the 2015 Inception graph (classify_image_graph_def.pb or "
+            "inception-2015-12-05.tgz)"
+        )
+
+
 def tf2015(source: str = "", reason: str = "") -> Backbone:
     """The frozen 2015 Inception graph (a path or URL; "" = Kaggle's, from the cache or downloaded
     once), fed batches: its input is re-mapped to a batch placeholder."""
@@ -99,6 +130,7 @@ def tf2015(source: str = "", reason: str = "") -> Backbone:
         if isinstance(exc, DogganError):
             raise
         raise DogganError(f"{source}: not a TensorFlow GraphDef ({type(exc).__name__})") from None
+    check_graph_ops(graph_def, origin.path)
 
     def imports():
         images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="batch")

@@ -54,7 +54,7 @@ class Located:
 # The graph of TTUR's fid.py and of Kaggle's MiFID demo kernel; its size as the server sends it.
 INCEPTION = Spec(
     "inception-2015-12-05.tgz",
-    "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
+    "https://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
     size=88_931_400,
 )
 # Keras' ImageNet files without the classifier, under the names and md5 sums Keras itself uses.
