@@ -145,18 +145,36 @@ def test_submit_code_sends_the_notebooks_output_name_and_version(capsys):
 
 
 class FakeSdk:
-    """The kaggle client's transport (`build_kaggle_client()`): records the requests Kaggle would get."""
+    """The kaggle client's transport (`build_kaggle_client()`), as for a code competition: a file upload
+    is refused, the competition is listed as taking notebooks' outputs, a code submission is recorded."""
 
     def __init__(self):
         self.requests = []
-        client = SimpleNamespace(create_code_submission=self.create_code_submission)
-        self.competitions = SimpleNamespace(competition_api_client=client)
+        self.competitions = SimpleNamespace(competition_api_client=self)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return False
+
+    def start_submission_upload(self, request):
+        self.requests.append(request)
+        raise bad_request()
+
+    def list_competitions(self, request):
+        from kagglesdk.competitions.types.competition_api_service import (
+            ApiCompetition,
+            ApiListCompetitionsResponse,
+        )
+
+        self.requests.append(request)
+        listed = ApiCompetition()
+        listed.ref = "https://www.kaggle.com/competitions/generative-dog-images"
+        listed.is_kernels_submissions_only = True
+        reply = ApiListCompetitionsResponse()
+        reply.competitions = [listed]
+        return reply
 
     def create_code_submission(self, request):
         from kagglesdk.competitions.types.competition_api_service import ApiCreateCodeSubmissionResponse
@@ -167,9 +185,9 @@ class FakeSdk:
         return reply
 
 
-def test_doggan_submit_kernel_goes_through_the_kaggle_client(
-    tmp_path, kaggle_home, kaggle_key, monkeypatch, capsys
-):
+@pytest.fixture
+def kaggle_sdk(tmp_path, kaggle_home, kaggle_key, monkeypatch):
+    """The real KaggleApi with made-up credentials, talking to a FakeSdk; params.yaml in the current dir."""
     from kaggle.api.kaggle_api_extended import KaggleApi
 
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
@@ -178,15 +196,28 @@ def test_doggan_submit_kernel_goes_through_the_kaggle_client(
     monkeypatch.setattr(KaggleApi, "build_kaggle_client", lambda self: sdk)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("submission: {competition: generative-dog-images}\n")
+    return sdk
+
+
+def test_doggan_submit_kernel_goes_through_the_kaggle_client(kaggle_sdk, capsys):
     assert main(["submit", "--kernel", "alice/doggan", "--version", "4", "-m", "biggan 130 epochs"]) == 0
-    (request,) = sdk.requests
-    assert (request.file_name, request.competition_name, request.kernel_slug) == (
-        "images.zip",
-        "generative-dog-images",
+    (request,) = kaggle_sdk.requests
+    assert (request.file_name, request.competition_name) == ("images.zip", "generative-dog-images")
+    assert (request.kernel_slug, request.kernel_version, request.submission_description) == (
         "doggan",
+        4,
+        "biggan 130 epochs",
     )
-    assert (request.kernel_version, request.submission_description) == (4, "biggan 130 epochs")
     assert "(Kaggle: Submission created)" in capsys.readouterr().out
+
+
+def test_doggan_submit_of_a_file_to_a_code_competition_shows_the_kernel_route(kaggle_sdk, good_zip, capsys):
+    assert main(["submit", "--path", str(good_zip), "-m", "m"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: generative-dog-images is a code competition")
+    assert "doggan submit --kernel OWNER/SLUG --version N" in err
+    upload_request, listing = kaggle_sdk.requests
+    assert (upload_request.file_name, listing.search) == ("images.zip", "generative-dog-images")
 
 
 @pytest.mark.usefixtures("kaggle_home")
