@@ -135,3 +135,66 @@ def test_every_choice_reads_the_same_unquoted_in_yaml_1_1(section):
     rewritten = io.StringIO()  # as DVC writes params.yaml back: ruamel, YAML 1.2, quotes only if needed
     YAML().dump(YAML(typ="safe").load(ROOT / "params.yaml"), rewritten)
     assert params.parse(yaml.safe_load(rewritten.getvalue())) == params.load(ROOT / "params.yaml")
+
+
+def yaml_with(tmp_path, **sections) -> Path:
+    """params.yaml with some of its values changed: `section={key: value}`."""
+    raw = YAML(typ="safe").load(ROOT / "params.yaml")
+    for section, values in sections.items():
+        raw[section].update(values)
+    path = tmp_path / "params.yaml"
+    YAML().dump(raw, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, keys",
+    [
+        ({"train": {"resolution": 48}}, ["train.resolution 48", "crop.size 64"]),
+        ({"train": {"resolution": 128}}, ["train.resolution 128", "crop.size 64"]),
+        ({"train": {"resolution": 0}, "crop": {"size": 63}, "submission": {"resize": True}},
+         ["train.architecture dcgan", "crop.size 63"]),
+        ({"train": {"architecture": "dcgan-faces", "resolution": 0}, "crop": {"size": 34}},
+         ["train.architecture dcgan-faces", "crop.size 34"]),
+        ({"train": {"architecture": "biggan", "z_dim": 3}}, ["train.architecture biggan", "train.z_dim 3"]),
+        ({"train": {"devices": ["/gpu:0", "/gpu:1", "/gpu:2"]}}, ["train.batch_size 32", "train.devices"]),
+        ({"crop": {"size": 32}, "train": {"resolution": 0}}, ["crop.size 32", "submission.resize"]),
+        ({"crop": {"channels": 1}}, ["crop.channels 1", "submission.resize"]),
+    ],
+)  # fmt: skip
+def test_values_that_cannot_work_together_fail_at_load_naming_both_keys(tmp_path, changes, keys):
+    with pytest.raises(params.ParamsError) as caught:
+        params.load(yaml_with(tmp_path, **changes))
+    for key in keys:
+        assert key in str(caught.value), str(caught.value)
+    assert "got {" not in str(caught.value)
+
+
+def test_a_preset_s_values_are_checked_together_with_params_yaml_s(tmp_path):
+    p = params.load(yaml_with(tmp_path, train={"preset": "dcgan-mnist", "resolution": 48}))
+    assert (p.crop.size, p.train.resolution) == (28, 0)  # the preset's shape wins, and fits
+    with pytest.raises(
+        params.ParamsError, match="train.architecture dcgan-mnist cannot draw at crop.size 30"
+    ):
+        params.parse({"train": {"preset": "default", "architecture": "dcgan-mnist", "resolution": 0},
+                      "crop": {"size": 30}, "submission": {"resize": True}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "architecture", ["dcgan", "biggan", "dcgan-dogs", "dcgan-mnist", "dcgan-faces", "mlp"]
+)
+def test_the_sides_params_accept_are_the_sides_the_networks_draw(architecture):
+    from doggan import networks
+
+    for side in (6, 10, 14, 18, 28, 30, 64):
+        train = params.TrainParams(architecture=architecture, z_dim=4, g_filters=16, d_filters=8, attention=0)
+        refused = params.drawing_problem(architecture, side, train.z_dim)
+        try:
+            networks.make_generator(train, (side, side, 3))
+            networks.make_discriminator(train, (side, side, 3))
+            built = ""
+        except ValueError as exc:
+            built = str(exc)
+        assert bool(refused) == bool(built), (
+            f"{architecture} at {side}: params say {refused!r}, networks {built!r}"
+        )

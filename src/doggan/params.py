@@ -240,12 +240,62 @@ class Params(Section):
                 merged[section] = {**current, **values}
         return merged
 
+    @model_validator(mode="after")
+    def _combinations(self) -> Params:
+        """Values that pass alone but not together, refused before any stage starts rather than minutes in."""
+        crop, train = self.crop, self.train
+        if train.resolution and (train.resolution > crop.size or crop.size % train.resolution):
+            raise ValueError(
+                f"train.resolution {train.resolution} must divide crop.size {crop.size} (G's images are "
+                "enlarged to the crop size by a whole factor), or be 0 (train at crop.size)"
+            )
+        side = train.resolution or crop.size
+        problem = drawing_problem(train.architecture, side, train.z_dim)
+        if problem:
+            at = "train.resolution" if train.resolution else "crop.size"
+            raise ValueError(f"train.architecture {train.architecture} cannot draw at {at} {side}: {problem}")
+        if train.devices and train.batch_size % len(train.devices):
+            raise ValueError(
+                f"train.batch_size {train.batch_size} does not split over the {len(train.devices)} "
+                f"replicas of train.devices: make it a multiple of {len(train.devices)}"
+            )
+        if not self.submission.resize and (crop.size, crop.channels) != (64, 3):
+            raise ValueError(
+                f"crop.size {crop.size} and crop.channels {crop.channels} train a generator of "
+                f"{crop.size}×{crop.size}×{crop.channels} images, but Kaggle needs 64×64×3 and "
+                "submission.resize is false: set crop.size 64 and crop.channels 3, or submission.resize "
+                "true (upsized for scoring)"
+            )
+        return self
+
+
+def drawing_problem(architecture: str, side: int, z_dim: int) -> str:
+    """Why the networks of `architecture` (doggan.networks) cannot draw images of this side, or ""."""
+    if architecture == "mlp":
+        return ""
+    if architecture in ("dcgan-mnist", "dcgan-faces"):
+        return "" if side % 4 == 0 else "its G upsamples twice by 2, so the side must be a multiple of 4"
+    if side % 2 or side < 8:
+        return "its G doubles the side from a start of 4-7 pixels (or an odd one): it must be even, 8 or more"
+    doublings = 0
+    while side % 2 == 0 and side > 7:
+        side, doublings = side // 2, doublings + 1
+    if architecture == "biggan" and z_dim <= doublings:
+        return (
+            f"train.z_dim {z_dim} is fewer than the {doublings + 1} chunks its G splits z into "
+            "(one per block and one more)"
+        )
+    return ""
+
 
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if error["type"] == "value_error" and isinstance(error["input"], dict):  # a check across keys
+        message = message.removeprefix("Value error, ")
+        return f"{key}: {message}" if error["loc"] else message
     return f"{key}: {message} (got {error['input']!r})"
 
 
