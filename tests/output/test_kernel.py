@@ -158,6 +158,7 @@ def test_the_wheels_install_doggan_into_a_fresh_venv_without_an_index(tmp_path, 
     wheels = kaggle_input / "doggan-wheels"
     assert [p.name for p in wheels.glob("*.whl")] == ["doggan-0.1.0-py3-none-any.whl"]
     assert (wheels / "requirements.txt").read_text() == ""  # deps=False: doggan's wheel only
+    assert (wheels / "python.txt").read_text() == f"{sys.version_info[0]}.{sys.version_info[1]}\n"
     meta = json.loads((wheels / "dataset-metadata.json").read_text())
     assert meta["id"] == "alice/doggan-wheels" and len(meta["licenses"]) == 1
     assert 6 <= len(meta["title"]) <= 50

@@ -37,6 +37,7 @@ RESERVE_MIN = 45  # after training: the submission, the evaluation, copying the 
 KAGGLE_LACKS = ("ruamel.yaml", "dvc", "dvclive")
 # Other distributions that provide the same module as one doggan names.
 ALTERNATIVES = {"opencv-python-headless": ("opencv-python", "opencv-contrib-python")}
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"  # binary wheels built here install on this one
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{3,48}[a-z0-9]")
 
 
@@ -229,7 +230,8 @@ def kaggle_requirements(ours: Iterable[str], add: Iterable[str] = ()) -> list[st
 def build_wheels(out: str | Path, dataset: str, add: Iterable[str] = (), deps: bool = True) -> list[str]:
     """The wheels dataset in `out`: doggan's own wheel, and unless `deps` is False those of what Kaggle's
     image lacks (KAGGLE_LACKS and `add`) with their own dependencies; requirements.txt naming what the
-    notebook installs beside doggan, and dataset-metadata.json for `kaggle datasets create`."""
+    notebook installs beside doggan, python.txt the Python they are built for (binary wheels fit one),
+    and dataset-metadata.json for `kaggle datasets create`."""
     out = Path(out)
     slug = _dataset(dataset, "--wheels-dataset")
     root = project_root()
@@ -248,13 +250,15 @@ def build_wheels(out: str | Path, dataset: str, add: Iterable[str] = (), deps: b
     requirements = kaggle_requirements(ours, add) if deps else []
     with atomic_path(out / "requirements.txt") as tmp:
         tmp.write_text("".join(f"{r}\n" for r in requirements))
+    with atomic_path(out / "python.txt") as tmp:  # the notebook warns when its Python is another
+        tmp.write_text(f"{PYTHON}\n")
     if requirements:
         log.info("wheels of %s and their dependencies into %s", ", ".join(requirements), out)
         _pip("wheel", "--wheel-dir", str(out), "-r", str(out / "requirements.txt"))
     description = (
         "Wheels the doggan notebook installs without internet: doggan and what Kaggle's image lacks "
-        f"({', '.join(requirements) or 'nothing else'}), built for Python {sys.version_info[0]}."
-        f"{sys.version_info[1]}. Each wheel keeps its own license."
+        f"({', '.join(requirements) or 'nothing else'}), built for Python {PYTHON}. "
+        "Each wheel keeps its own license."
     )
     meta = {
         "title": "doggan wheels",

@@ -50,6 +50,9 @@ INSTALL = """\
 # goes in without its dependencies, so that the image's TensorFlow, Keras, NumPy... stay as they are;
 # requirements.txt names the packages the image lacks, whose wheels (and theirs) the dataset holds.
 WHEELS = mounted(WHEELS_DATASET)
+built, here = (WHEELS / "python.txt").read_text().strip(), f"{sys.version_info[0]}.{sys.version_info[1]}"
+if built != here:
+    print(f"warning: the wheels were built with Python {built}, this is {here}: binary ones may not install")
 pip = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", WHEELS]
 run(*pip, "--no-deps", "doggan")
 if (WHEELS / "requirements.txt").read_text().split():
@@ -83,6 +86,7 @@ yaml.dump(params, RUN / "params.yaml")
 """
 
 DATA = f"""\
+# The stages in pipeline order, as `dvc repro` runs them from nothing (there is no repository here).
 for name in {STAGES_BEFORE_TRAIN!r}:
     stage(name)
 """
