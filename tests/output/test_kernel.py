@@ -4,6 +4,7 @@ simulated Kaggle layout, and push / status / output against fakes of the Kaggle 
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import socket
@@ -261,6 +262,19 @@ def test_a_backbone_the_notebook_cannot_download_stops_the_writing(tmp_path):
     assert kernel_params(spec(tmp_path, "eval.backbone=nasnet", internet=True))
     with pytest.raises(DogganError, match="needs its Keras weights"):
         kernel_params(spec(tmp_path, "eval.backbone=nasnet"))
+
+
+def test_auto_without_the_graph_warns_that_the_score_is_the_standins(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="doggan"):
+        kernel_params(spec(tmp_path, "eval.backbone=auto", inception_dataset="bob/inception-graph"))
+        assert caplog.text == ""
+        kernel_params(spec(tmp_path, "eval.backbone=auto"))
+    assert "the notebook's MiFID is the stand-in's" in caplog.text
+
+
+def test_the_clock_must_leave_time_to_train(tmp_path):
+    with pytest.raises(DogganError, match="--reserve-min 60 leaves no time to train in --limit-min 60"):
+        write_kernel(tmp_path / "kernel", spec(tmp_path, limit_min=60, reserve_min=60))
 
 
 def test_slug_and_title_are_checked_as_kaggle_makes_slugs(tmp_path):

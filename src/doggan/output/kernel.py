@@ -8,6 +8,7 @@ if named, a dataset holding Kaggle's Inception graph. `build_wheels` makes the w
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import shutil
@@ -134,8 +135,6 @@ def kernel_params(kernel: Kernel) -> str:
 
 
 def _dump(yaml, data) -> str:
-    import io
-
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     return buffer.getvalue()
@@ -144,6 +143,10 @@ def _dump(yaml, data) -> str:
 def _check_weights(p, kernel: Kernel) -> None:
     """A backbone whose weights the enclosed notebook could not fetch stops here, not after 8 hours."""
     backbone = p.eval.backbone
+    if backbone == "auto" and not (kernel.internet or kernel.inception_dataset):
+        log.warning(
+            "eval.backbone auto without Kaggle's graph attached: the notebook's MiFID is the stand-in's"
+        )
     if (
         kernel.internet
         or backbone in ("auto", "standin")
@@ -165,20 +168,20 @@ def write_kernel(folder: str | Path, kernel: Kernel) -> Path:
     from doggan import __version__
     from doggan.output import notebook
 
-    folder = Path(folder)
-    meta = metadata(kernel)
-    settings = {
-        "COMPETITION": COMPETITION,
-        "WHEELS_DATASET": _dataset(kernel.wheels, "--wheels-dataset"),
-        "INCEPTION_DATASET": kernel.inception_dataset
-        and _dataset(kernel.inception_dataset, "--inception-dataset"),
-        "LIMIT_MIN": kernel.limit_min,
-        "RESERVE_MIN": kernel.reserve_min,
-    }
     if kernel.reserve_min >= kernel.limit_min:
         raise DogganError(
             f"--reserve-min {kernel.reserve_min} leaves no time to train in --limit-min {kernel.limit_min}"
         )
+    folder = Path(folder)
+    meta = metadata(kernel)
+    inception = kernel.inception_dataset
+    settings = {
+        "COMPETITION": COMPETITION,
+        "WHEELS_DATASET": _dataset(kernel.wheels, "--wheels-dataset"),
+        "INCEPTION_DATASET": _dataset(inception, "--inception-dataset") if inception else "",
+        "LIMIT_MIN": kernel.limit_min,
+        "RESERVE_MIN": kernel.reserve_min,
+    }
     built = notebook.build(settings, kernel_params(kernel), f"{meta['title']} (doggan {__version__})")
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / NOTEBOOK) as tmp:

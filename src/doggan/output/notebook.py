@@ -108,12 +108,13 @@ SUBMIT = """\
 # The zip Kaggle scores, validated where Kaggle reads it; then the evaluation, whose failure (weights
 # missing, say) must not cost the submission.
 from doggan.output.submission import N_IMAGES, validate
+from doggan.params import load
 
 stage("submission")
 WORKING.mkdir(parents=True, exist_ok=True)
 shutil.copyfile(RUN / "submission/images.zip", WORKING / "images.zip.tmp")
 (WORKING / "images.zip.tmp").replace(WORKING / "images.zip")
-n_images = params["submission"]["n_images"]
+n_images = load(RUN / "params.yaml").submission.n_images
 problems = validate(WORKING / "images.zip", n_images)
 if problems:
     raise RuntimeError("images.zip is not a valid submission:\\n  " + "\\n  ".join(problems))
