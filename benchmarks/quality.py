@@ -1,17 +1,23 @@
-"""Which recipe learns most in the minutes `make repro` has: each candidate trains for the same wall-clock
-budget on the embedded sample (this CPU), then draws images scored by FID against the real photos.
+"""Which recipe learns most in the minutes `make repro` has: each candidate trains on the embedded sample for
+the same budget, on several seeds, then draws images scored against the real photos.
 
-Prints one row per recipe (FID and MiFID with the evaluator's offline backbone, steps, epochs, images/s)
-and saves each recipe's sample grid to docs/quality/<recipe>.png. The table and the winner's grid in the
-README come from this script; the default in params.yaml is its winner.
-Run: .venv/bin/python benchmarks/quality.py [budget_minutes] [recipe ...]
+The budget is wall clock (`--minutes`, what a user of this CPU gets) or a number of steps (`--steps`, the
+same work for every candidate whatever else runs on the machine; rounded up to whole epochs). Each recipe
+runs once per seed of `--seeds` (the seed of its weights, noise and data order), and the table shows every
+numeric measure `doggan.scoring.evaluation.score_images` returns as its worst and its median over the
+seeds: a recipe that draws dogs on one seed only is not a default. Each seed's sample grid is saved to
+docs/quality/<recipe>-seed<k>.png and every run's numbers to docs/quality/quality.json.
+Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [recipe ...]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
+import numbers
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,26 +28,44 @@ import numpy as np  # noqa: E402
 
 from doggan import params  # noqa: E402
 from doggan.crops import crop  # noqa: E402
+from doggan.crops.file import load_crops  # noqa: E402
 from doggan.data import download  # noqa: E402
 from doggan.output import sampling  # noqa: E402
 from doggan.scoring import evaluation  # noqa: E402
-from doggan.training import loop
+from doggan.training import loop  # noqa: E402
 from doggan.training.policy import augment_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "docs" / "quality"
 N_SCORED = 2000
+HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "distance", "distance_thresholded"}
+RUN_VALUES = ("steps", "epochs", "images_per_s")  # what each run reports beside the measures
 TRANS_CUT = {"diff": "translation,cutout"}
+ALL_OPS = {"diff": "color,translation,cutout"}
 SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
+ADA = {"ada_target": 0.6}
+ADA_FAST = {"ada_target": 0.6, "ada_kimg": 100.0}  # p can reach 1 within the 3,600 steps of a run
+RESIZE = {"g_upsample": "resize"}
+LECAM = {"lecam": 0.3}
 # name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {
     "default": ({}, {}),
-    "default-no-diffaug": ({}, {"diff": ""}),
-    "default-lr-2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
-    "default-batch-16": ({"batch_size": 16}, {}),
-    "default-no-ema": ({"ema_decay": 0.0}, {}),
-    "default-sngan": (SNGAN, {}),
-    "default-at-64": ({"resolution": 0}, {}),
+    "resize": (RESIZE, {}),
+    "diff-translation": ({}, {"diff": "translation"}),
+    "diff-color-translation": ({}, {"diff": "color,translation"}),
+    "diff-color-translation-cutout": ({}, ALL_OPS),
+    "lecam-0.3": (LECAM, {}),
+    "ada-0.6": ({}, ADA),
+    "ada-0.6-kimg-100": ({}, ADA_FAST),
+    "sngan-paper": ({**SNGAN, "sn_form": "paper"}, {}),
+    "sngan-keras": (SNGAN, {}),
+    "resize-lecam-0.3": ({**RESIZE, **LECAM}, {}),
+    "resize-lecam-ada-all-ops": ({**RESIZE, **LECAM}, {**ALL_OPS, **ADA_FAST}),
+    "no-diffaug": ({}, {"diff": ""}),
+    "lr-2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
+    "batch-16": ({"batch_size": 16}, {}),
+    "no-ema": ({"ema_decay": 0.0}, {}),
+    "at-64": ({"resolution": 0}, {}),
     "biggan-16-at-64-diffaug": (
         {
             **SNGAN,
@@ -57,6 +81,8 @@ RECIPES = {
         TRANS_CUT,
     ),
 }
+# run when no recipe is named: the default against the options that may make dogs on every seed
+CANDIDATES = tuple(list(RECIPES)[:12])
 
 
 def base_params() -> dict:
@@ -79,13 +105,22 @@ def prepare(work: Path, raw: dict) -> dict[str, Path]:
     return paths
 
 
-def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_min: float) -> dict:
-    """Train one recipe for the budget; score N_SCORED images drawn from its generator."""
+def budget_values(train: dict, minutes: float, steps: int, n_crops: int) -> dict:
+    """The train values that set the budget: `steps` rounded up to whole epochs, else `minutes`."""
+    if steps:
+        return {"epochs": math.ceil(steps / (n_crops // train["batch_size"])), "time_budget_min": 0.0}
+    return {"epochs": 10_000, "time_budget_min": minutes}
+
+
+def run_recipe(name: str, seed: int, work: Path, paths: dict[str, Path], raw: dict, budget: dict) -> dict:
+    """Train one recipe on one seed within the budget; score N_SCORED images drawn from its generator."""
     train, augment = RECIPES[name]
-    raw = {**raw, "train": {**raw["train"], **train, "epochs": 10_000, "time_budget_min": budget_min}}
+    train = {**raw["train"], **train, "seed": seed}
+    n_crops = len(load_crops(paths["crops"]).images)
+    raw = {**raw, "train": {**train, **budget_values(train, n_crops=n_crops, **budget)}}
     raw["augment"] = {**raw["augment"], **augment}
     p = params.parse(raw)
-    out = work / name
+    out = work / f"{name}-seed{seed}"
     policy = out / "policy.json"
     augment_stage(paths["crops"], p.augment, policy, out / "augment.png")
     run_paths = loop.TrainPaths(
@@ -104,38 +139,87 @@ def run_recipe(name: str, work: Path, paths: dict[str, Path], raw: dict, budget_
     )
     scored = evaluation.score_images(images, paths["stats"], p.eval)
     GRIDS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}.png")
-    return {
-        "recipe": name,
-        "fid": scored["fid"],
-        "mifid": scored["mifid"],
-        "steps": summary["steps"],
-        "epochs": summary["epoch"],
-        "images_per_s": summary["images_per_s"],
+    shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}-seed{seed}.png")
+    measures = {
+        k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)
     }
+    run = {"steps": summary["steps"], "epochs": summary["epoch"], "images_per_s": summary["images_per_s"]}
+    return {"recipe": name, "seed": seed, **measures, **run}
 
 
-def main(argv: list[str]) -> None:
-    budget = float(argv[0]) if argv else 3.0
-    names = argv[1:] or list(RECIPES)
-    raw = base_params()
+def worst(key: str, values: list[float]) -> float:
+    return min(values) if key in HIGHER_IS_BETTER else max(values)
+
+
+def table(runs: list[dict]) -> list[str]:
+    """The markdown table: one row per recipe, each measure as "worst / median" over its seeds, sorted by
+    the worst FID; measures that no run changes are named once below it."""
+    names = list(dict.fromkeys(r["recipe"] for r in runs))
+    keys = [k for k in runs[0] if k not in ("recipe", "seed", *RUN_VALUES)]
+    varying = [k for k in keys if len({r.get(k) for r in runs}) > 1]
     rows = []
+    for name in names:
+        mine = [r for r in runs if r["recipe"] == name]
+        cells = {k: (worst(k, [r[k] for r in mine]), float(np.median([r[k] for r in mine]))) for k in varying}
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        run = {k: float(np.median([r[k] for r in mine])) for k in RUN_VALUES}
+        rows.append((name, seeds, cells, run))
+    rows.sort(key=lambda row: row[2].get("fid", (0.0, 0.0))[0])
+    lines = [
+        "| recipe | seeds | "
+        + " | ".join(f"{k} (worst / median)" for k in varying)
+        + " | steps | epochs | images/s |",
+        "|---|---|" + "---|" * (len(varying) + 3),
+    ]
+    for name, seeds, cells, run in rows:
+        measured = " | ".join(f"{cells[k][0]:.3g} / {cells[k][1]:.3g}" for k in varying)
+        lines.append(
+            f"| {name} | {seeds} | {measured} | {run['steps']:.0f} | {run['epochs']:.0f} | "
+            f"{run['images_per_s']:.0f} |"
+        )
+    constant = [f"{k} {runs[0][k]:.3g}" for k in keys if k not in varying]
+    if constant:
+        lines += ["", "The same in every run: " + ", ".join(constant)]
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=3.0, help="wall-clock training per run (default 3)")
+    budget.add_argument("--steps", type=int, default=0, help="training steps per run instead of minutes")
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of train.seed values (default 0,1,2)")
+    parser.add_argument(
+        "recipes", nargs="*", help=f"recipes to run (default: the candidates), of: {', '.join(RECIPES)}"
+    )
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.recipes if name not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.recipes = args.recipes or list(CANDIDATES)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    budget = {"minutes": 0.0 if args.steps else args.minutes, "steps": args.steps}
+    raw = base_params()
+    runs = []
     with tempfile.TemporaryDirectory(prefix="doggan-quality-") as tmp:
         work = Path(tmp)
         paths = prepare(work, raw)
-        for name in names:
-            began = time.perf_counter()
-            rows.append(run_recipe(name, work, paths, raw, budget))
-            print(f"{name}: done in {time.perf_counter() - began:.0f} s", flush=True)
-    print(f"\n{budget:g} min of training per recipe, FID of {N_SCORED} samples (offline backbone)\n")
-    print("| recipe | FID | MiFID | steps | epochs | images/s |")
-    print("|---|---|---|---|---|---|")
-    for row in sorted(rows, key=lambda r: r["fid"]):
-        print(
-            f"| {row['recipe']} | {row['fid']:.2f} | {row['mifid']:.2f} | {row['steps']} | "
-            f"{row['epochs']} | {row['images_per_s']:.0f} |"
-        )
+        for name in args.recipes:
+            for seed in args.seeds:
+                began = time.perf_counter()
+                runs.append(run_recipe(name, seed, work, paths, raw, budget))
+                print(f"{name} seed {seed}: done in {time.perf_counter() - began:.0f} s", flush=True)
+    GRIDS.mkdir(parents=True, exist_ok=True)
+    (GRIDS / "quality.json").write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
+    spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of training"
+    print(f"\n{spent} per run, seeds {args.seeds}; {N_SCORED} samples scored (offline backbone)\n")
+    print("\n".join(table(runs)))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
