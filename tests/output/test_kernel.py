@@ -154,9 +154,11 @@ def test_the_notebook_runs_end_to_end_in_a_kaggle_layout(tmp_path, kaggle_input,
 
 
 @pytest.mark.slow
-def test_the_wheels_install_doggan_into_a_fresh_venv_without_an_index(tmp_path, kaggle_input, offline_env):
-    """The notebook's own settings and install cells, run by a fresh venv's Python."""
-    wheels = kaggle_input / "doggan-wheels"
+def test_the_wheels_install_doggan_into_a_fresh_venv_without_an_index(tmp_path, offline_env, capsys):
+    """`doggan kernel --wheels`, then the notebook's own settings and install cells run by a fresh venv."""
+    wheels = tmp_path / "input" / "doggan-wheels"
+    assert main(["kernel", "--wheels", str(wheels), "--no-deps", "--owner", "alice"]) == 0
+    assert f"kaggle datasets create -p {wheels}" in capsys.readouterr().out
     assert [p.name for p in wheels.glob("*.whl")] == ["doggan-0.1.0-py3-none-any.whl"]
     assert (wheels / "requirements.txt").read_text() == ""  # deps=False: doggan's wheel only
     assert (wheels / "python.txt").read_text() == f"{sys.version_info[0]}.{sys.version_info[1]}\n"
@@ -168,7 +170,7 @@ def test_the_wheels_install_doggan_into_a_fresh_venv_without_an_index(tmp_path, 
     python = tmp_path / "venv" / "bin" / "python"
     cells = nbformat.read(write_kernel(tmp_path / "kernel", spec(tmp_path)), as_version=4).cells
     script = cells[1].source + "\n" + cells[2].source
-    env = dict(os.environ, DOGGAN_KAGGLE_INPUT=str(kaggle_input))
+    env = dict(os.environ, DOGGAN_KAGGLE_INPUT=str(tmp_path / "input"))
     subprocess.run([python, "-c", script], env=env, check=True, capture_output=True, timeout=120)
     found = subprocess.run(
         [python, "-c", "import doggan, importlib.resources as r; print(doggan.__file__, r.files(doggan))"],
