@@ -19,8 +19,14 @@ from doggan.output.sampling import Generator, write_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMISSION = ROOT / "pipeline" / "submission.py"
-PARAMS = "submission:\n  n_images: 2000\n  batch_size: 250\n  workers: 2\n"
-OUTPUTS = ("submission/images.zip", "submission/preview.png")
+DOWNLOAD = ROOT / "pipeline" / "download.py"
+PARAMS = "data:\n  sample_images: 8\nsubmission:\n  n_images: 2000\n  batch_size: 250\n  workers: 2\n"
+OUTPUTS = (
+    "submission/images.zip",
+    "submission/preview.png",
+    "data/raw/all-dogs.zip",
+    "data/raw/Annotation.zip",
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +37,9 @@ def stage_env(**extra) -> dict:
     return {**env, **extra}
 
 
-def run_stage(cwd, preexec_fn=None, **env) -> subprocess.CompletedProcess:
+def run_stage(cwd, preexec_fn=None, script=SUBMISSION, **env) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SUBMISSION)],
+        [sys.executable, str(script)],
         cwd=cwd,
         env=stage_env(**env),
         capture_output=True,
@@ -57,10 +63,12 @@ def save_generator(model_dir: Path, z_dim: int = 8) -> None:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A folder with a trained (tiny) generator and the submission stage's outputs of one quiet run."""
+    """A folder with the download stage's outputs (a tiny sample), a trained (tiny) generator and the
+    submission stage's outputs of one quiet run."""
     root = tmp_path_factory.mktemp("faults")
     save_generator(root / "models")
     (root / "params.yaml").write_text(PARAMS)
+    assert run_stage(root, script=DOWNLOAD).returncode == 0
     result = run_stage(root)
     assert result.returncode == 0, result.stderr[-3000:]
     root.joinpath("first_stderr.txt").write_text(result.stderr)
@@ -108,12 +116,11 @@ def test_a_killed_submission_leaves_no_process_and_the_next_run_no_temp_file(wor
     stage = subprocess.Popen(
         [sys.executable, str(SUBMISSION)], cwd=workdir, env=stage_env(), stderr=subprocess.DEVNULL
     )
-    temp = re.compile(rf"\.images\.zip\.{stage.pid}\.tmp-.*\.zip")
     helpers: set[int] = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and stage.poll() is None:
         helpers |= children(stage.pid)
-        written = [p for p in (workdir / "submission").iterdir() if temp.fullmatch(p.name)]
+        written = [p for p in (workdir / "submission").iterdir() if p.name.startswith(".images.zip.")]
         if written and written[0].stat().st_size > 100_000 and len(helpers) >= 3:  # 2 workers, tracker
             break
         time.sleep(0.05)
@@ -125,7 +132,7 @@ def test_a_killed_submission_leaves_no_process_and_the_next_run_no_temp_file(wor
         time.sleep(0.2)
     assert not [pid for pid in helpers if running(pid)], "processes outlived their stage"
     assert outputs(workdir) == before
-    assert [temp.fullmatch(name) is not None for name in leftovers(workdir / "submission")] == [True]
+    assert leftovers(workdir / "submission") == [written[0].name], "killed mid-write"
 
     again = run_stage(workdir, DOGGAN_VERBOSE="1")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -162,16 +169,16 @@ def without_root_override() -> None:
 
 def test_a_read_only_output_folder_is_one_line_and_leaves_the_previous_outputs(workdir):
     before = outputs(workdir)
-    folder = workdir / "submission"
+    folder = workdir / "data" / "raw"
     folder.chmod(0o555)
     try:
-        result = run_stage(workdir, preexec_fn=without_root_override)
+        result = run_stage(workdir, preexec_fn=without_root_override, script=DOWNLOAD)
     finally:
         folder.chmod(0o755)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.rstrip().splitlines()[-1] == (
-        "error: submission/images.zip: permission denied — nothing was written"
+        "error: data/raw/all-dogs.zip: permission denied — nothing was written"
     )
     assert outputs(workdir) == before and leftovers(folder) == []
 

@@ -193,9 +193,6 @@ def fetch(params: DataParams, raw_dir: Path, api=None) -> dict:
     if params.source == "local":
         refuse_inside(Path(params.path), raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for name in RAW_FILES:  # the previous run's outputs, and the temp files of killed runs
-        (raw_dir / name).unlink(missing_ok=True)
-        remove_stale(raw_dir / name)
     download_dir = Path(params.download_dir)
     if params.source == "sample":
         write_sample(raw_dir, params.sample_images, params.sample_seed)
@@ -209,6 +206,13 @@ def fetch(params: DataParams, raw_dir: Path, api=None) -> dict:
         fetch_competition(params.competition, download_dir, raw_dir, api)
     else:
         fetch_dataset(params.dataset, download_dir, raw_dir, api)
+    written = (
+        ("images.zip",) if params.source == "folder" or params.source in KERAS_DATASETS else COMPETITION_FILES
+    )
+    for name in RAW_FILES:  # a previous source's files, once this one's are whole; killed runs' temp files
+        remove_stale(raw_dir / name)
+        if name not in written:
+            (raw_dir / name).unlink(missing_ok=True)
     summary = {"source": params.source, **_count(raw_dir)}
     log.info("download: %s", summary)
     return summary
