@@ -1,0 +1,67 @@
+"""Pool workers exit with the process that started them, whatever the start method."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+POOLS = textwrap.dedent(
+    """
+    import multiprocessing, os, time
+    from concurrent.futures import ProcessPoolExecutor
+    from doggan.processes import watch_parent
+
+    if __name__ == "__main__":
+        parent = os.getpid()
+        spawned = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=watch_parent, initargs=(parent,))
+        [f.result() for f in [spawned.submit(time.sleep, 1) for _ in range(2)]]
+        forked = multiprocessing.get_context("fork").Pool(2, watch_parent, (parent,))
+        print("started", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = {int(k) for k in (task / "children").read_text().split()}
+        except OSError:
+            continue
+        for kid in kids - found:
+            found |= {kid} | descendants(kid)
+    return found
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_of_spawned_and_forked_pools_exit_when_their_parent_is_killed(tmp_path, how):
+    script = tmp_path / "pools.py"
+    script.write_text(POOLS)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    parent.stdout.readline()
+    helpers = descendants(parent.pid)
+    assert len(helpers) >= 5, "2 spawned workers, their resource tracker, 2 forked workers"
+    parent.send_signal(how)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(map(running, helpers)):
+        time.sleep(0.1)
+    survivors = [pid for pid in helpers if running(pid)]
+    for pid in survivors:  # leave nothing behind even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == []
