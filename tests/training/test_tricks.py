@@ -302,5 +302,35 @@ def test_replay_and_balancing_on_two_replicas(tmp_path):
     assert not bool(data["d_moved"])
 
 
+def averages_main(out: str) -> None:
+    """LeCam's averages and ADA's p after 8 steps on one replica and on two, each replica's copy."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    params = tiny(lecam=0.3)
+    policy = ADA.model_copy(update={"ada_kimg": 1.0})
+    found = {}
+    for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
+        strategy, gan = build(params, tf.distribute.MirroredStrategy(devices), policy)
+        gan.ada.p.assign(0.5)  # half the images augmented by each op, and room to move either way
+        run(strategy, gan, params, [(True, False)] * 8, diff=policy.diff)
+        local = strategy.experimental_local_results
+        found[f"lecam{len(devices)}"] = np.array([v.numpy() for v in local(gan.lecam)])
+        found[f"p{len(devices)}"] = np.array([v.numpy() for v in local(gan.ada.p)])
+    np.savez(out, **found)
+
+
+@pytest.mark.slow
+def test_lecam_and_ada_hold_one_value_for_every_replica(tmp_path):
+    run_mode(HERE, "averages", tmp_path / "out.npz")
+    data = np.load(tmp_path / "out.npz")
+    assert data["lecam2"].shape == (2, 2) and data["p2"].shape == (2,)
+    np.testing.assert_array_equal(data["lecam2"][0], data["lecam2"][1])
+    np.testing.assert_array_equal(data["p2"][0], data["p2"][1])
+    np.testing.assert_allclose(data["lecam2"][0], data["lecam1"][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(data["p2"], data["p1"][0], atol=1e-7)
+    assert np.abs(data["lecam1"]).max() > 0
+    assert abs(abs(data["p1"][0] - 0.5) - 2 * 8 * 4 / 1000) < 1e-6  # moved at the end of both intervals
+
+
 if __name__ == "__main__":
-    {"replicas": replicas_main}[sys.argv[1]](sys.argv[2])
+    {"replicas": replicas_main, "averages": averages_main}[sys.argv[1]](sys.argv[2])
