@@ -48,7 +48,7 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_workers_of_spawned_and_forked_pools_exit_when_their_parent_is_killed(tmp_path, how):
     script = tmp_path / "pools.py"
     script.write_text(POOLS)

@@ -7,8 +7,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from doggan.errors import DogganError
-from doggan.runner import add_options, failure, run_stage, setup_logging
+from doggan.runner import add_options, exit_status, run_stage, setup_logging
 from doggan.stages import NAMES
 
 
@@ -88,13 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry of the `doggan` command; a DogganError or a write the machine refused exits 2 with one line."""
     args = _parser().parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
-    try:
-        return _run(args)
-    except (DogganError, OSError) as exc:
-        if (message := failure(exc)) is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ tracker, which lives as long as any of them holds its pipe, then ends too.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,11 @@ POLL_SECONDS = 0.2
 
 
 def watch_parent(parent: int, then: Callable[..., None] | None = None, *args) -> None:
-    """Pool initializer: exit this process as soon as `parent` is no longer its parent; then `then(*args)`."""
+    """Pool initializer: exit this process as soon as `parent` is no longer its parent; then `then(*args)`.
+
+    Ctrl-C is left to the parent, which ends the pool: workers ignore SIGINT.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 from ruamel.yaml import YAML
@@ -129,18 +129,25 @@ def failure(exc: BaseException) -> str | None:
     return str(exc) if isinstance(exc, DogganError) else refusal(exc)
 
 
-def main(stage: ModuleType, argv: list[str] | None = None) -> int:
-    """Entry of `python pipeline/<stage>.py [--params FILE] [--verbose]`; a DogganError or a write the
-    machine refused exits 2 with one line."""
-    parser = argparse.ArgumentParser(description=stage.run.__doc__)
-    add_options(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+def exit_status(command: Callable[[], int | None]) -> int:
+    """Run a command: a user's or the machine's fault is one line on stderr and status 2, Ctrl-C one line
+    and 130; a bug keeps its traceback."""
     try:
-        run_stage(stage, args.params)
+        return command() or 0
     except (DogganError, OSError) as exc:
         if (message := failure(exc)) is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("error: interrupted; every output is whole or absent", file=sys.stderr)
+        return 130
+
+
+def main(stage: ModuleType, argv: list[str] | None = None) -> int:
+    """Entry of `python pipeline/<stage>.py [--params FILE] [--verbose]`."""
+    parser = argparse.ArgumentParser(description=stage.run.__doc__)
+    add_options(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    return exit_status(lambda: run_stage(stage, args.params))
