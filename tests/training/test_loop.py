@@ -255,6 +255,7 @@ def test_resume_passes_over_a_damaged_newest_checkpoint_to_the_one_before_it(pre
     out, _ = run_train(prepared, params.model_copy(update={"epochs": 1}))  # checkpoints 3 and 4
     newest = out / "ckpt" / "ckpt-4.data-00000-of-00001"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    (out / "ckpt" / "checkpoint").write_bytes(b"\xff\xfe not a checkpoint state")  # found without it
     _, summary = run_train(prepared, params.model_copy(update={"resume": True}))
     assert summary["start_step"] == 3 and summary["steps"] == 8
     warnings = " ".join(r.message for r in caplog.records if r.levelname == "WARNING")
