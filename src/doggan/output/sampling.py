@@ -48,7 +48,7 @@ def write_meta(model_dir: str | Path, gen: Generator) -> None:
 
 
 def load_generator(model_dir: str | Path) -> Generator:
-    """Load `generator.keras` and its metadata from a model folder, checked: a missing folder is a
+    """Load `generator.keras` and its metadata from a model folder, checked: a missing file is a
     FileNotFoundError; a truncated, corrupted or mismatched pair is an error saying how to remake it."""
     import keras
 
