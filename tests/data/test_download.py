@@ -1,6 +1,8 @@
 import hashlib
 import io
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -366,3 +368,27 @@ def test_local_source_refuses_an_output_folder_under_data_path(tmp_path, sample,
 def test_local_source_needs_a_path():
     with pytest.raises(ValueError, match="data.source 'local' needs data.path"):
         DataParams(source="local")
+
+
+class BrokenOff(FakeKaggle):
+    """A client whose download breaks off half-way, as a killed one does: half the archive written."""
+
+    def _serve(self, name, path):
+        self.calls.append(name)
+        Path(path, f"{name.split('/')[-1]}.zip").write_bytes(self.archive[: len(self.archive) // 2])
+        raise ConnectionError("connection reset")
+
+
+def test_a_broken_off_download_leaves_no_partial_archive_and_a_killed_ones_folder_goes(tmp_path, sample):
+    params = DataParams(source="kaggle", download_dir=str(tmp_path / "dl"))
+    with pytest.raises(DogganError, match="ConnectionError"):
+        fetch(params, tmp_path / "raw", api=BrokenOff(competition_zip(sample)))
+    assert list((tmp_path / "dl").iterdir()) == []
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    killed = tmp_path / "dl" / f".generative-dog-images.zip.{int(ended.stdout)}.tmp-abcd1234"
+    killed.mkdir()
+    (killed / "generative-dog-images.zip").write_bytes(b"half an archive")
+    fetch(params, tmp_path / "raw", api=FakeKaggle(competition_zip(sample)))
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["Annotation.zip", "all-dogs.zip"]
