@@ -94,3 +94,20 @@ def test_an_explicit_backbone_other_than_the_stored_one_is_refused(stats, png_zi
         stats / "few.zip", stats / "stats.npz", EvalParams(batch_size=64), stats / "a.json", stats / "plots"
     )
     assert auto["backbone"] == "standin"
+
+
+def test_evaluate_and_training_scores_carry_the_measures_beside_mifid(stats, png_zip):
+    real = np.concatenate(list(iter_photos(stats / "raw", 64, 64)))
+    png_zip(stats / "resubmitted.zip", real[:60])
+    copies = evaluate_stage(
+        stats / "resubmitted.zip", stats / "stats.npz", PARAMS, stats / "r.json", stats / "plots"
+    )
+    blobs = np.random.default_rng(5).integers(0, 256, (60, 4, 4, 3), np.uint8).repeat(16, 1).repeat(16, 2)
+    during_training = score_images(blobs, stats / "stats.npz", PARAMS)
+    for record in (copies, during_training):
+        assert {"kid", "kid_std", "precision", "recall", "density", "coverage"} <= record.keys()
+    assert copies["precision"] == 1.0 and copies["kid"] < during_training["kid"]
+    assert copies["density"] > during_training["density"]
+    assert copies["knn_real"] == 80 and copies["knn_generated"] == 60
+    written = json.loads((stats / "r.json").read_text())
+    assert written["kid_subset_size"] == 60 and written["precision_recall_k"] == 3

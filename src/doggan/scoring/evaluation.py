@@ -23,7 +23,7 @@ from PIL import Image
 from doggan.errors import HandOverError
 from doggan.files import atomic_path, write_json
 from doggan.params import EvalParams
-from doggan.scoring import backbones, memorization, mifid
+from doggan.scoring import backbones, measures, memorization, mifid
 
 log = logging.getLogger("doggan")
 
@@ -176,7 +176,8 @@ def score(
     batch_size: int,
     reference: dict | None = None,
 ) -> tuple[dict, memorization.Match]:
-    """MiFID of uint8 images against stored statistics, with the stored threshold; and the nearest
+    """MiFID of uint8 images against stored statistics, with the stored threshold, and the measures
+    beside it (KID, precision, recall, density, coverage) on the same features; and the nearest
     real image of each. `reference`: `real_reference` of these statistics, when already made."""
     feats = backbones.features(backbone, _batched(images, batch_size))
     mu, sigma = mifid.statistics(feats)
@@ -185,6 +186,7 @@ def score(
     reference = reference or real_reference(meta, arrays, protocol)
     found = memorization.match(threshold["memorization_space"], feats, images, reference)
     result = mifid.mifid_from(fid, float(found.distances.mean()), threshold["eps"])
+    result.update(measures.measures(arrays[f"{protocol}_features"], feats))
     result.update(threshold, memorized_fraction=float(np.mean(found.distances < threshold["eps"])))
     return result, found
 
@@ -245,11 +247,11 @@ def evaluate_stage(
             )
     write_json(metrics_path, metrics)
     log.info(
-        "evaluate: MiFID %.3f (FID %.3f, d %.4f, %s)",
-        metrics["mifid"],
-        metrics["fid"],
-        metrics["distance"],
-        metrics["backbone"],
+        "evaluate: MiFID %.3f (FID %.3f, d %.4f, %s); KID %.4f, precision %.3f, recall %.3f, "
+        "density %.3f, coverage %.3f",
+        *(metrics[k] for k in ("mifid", "fid", "distance", "backbone", "kid", "precision", "recall")),
+        metrics["density"],
+        metrics["coverage"],
     )
     return metrics
 
@@ -258,7 +260,8 @@ _cache: dict = {}
 
 
 def score_images(images_uint8: np.ndarray, real_stats_path: Path, eval_params: EvalParams) -> dict:
-    """MiFID of in-memory images against cached statistics (used during training); first protocol only."""
+    """MiFID and the measures beside it (`score`'s record, by name) of in-memory images against cached
+    statistics (used during training); first protocol only."""
     key = (
         str(real_stats_path),
         Path(real_stats_path).stat().st_mtime,

@@ -1,4 +1,5 @@
-"""evaluate: MiFID of the submitted PNGs against the real statistics, as Kaggle computed it."""
+"""evaluate: MiFID of the submitted PNGs against the real statistics, as Kaggle computed it, and the
+measures beside it on the same features (KID, precision, recall, density, coverage)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from doggan.params import Params
 from doggan.stages import outputs
 
 PARAMS = ("eval.backbone", "eval.protocol", "eval.inception_graph", "eval.n_images", "eval.batch_size")
-HEADLINE = ("mifid", "fid", "distance", "backbone")
+HEADLINE = ("mifid", "fid", "kid", "precision", "recall", "density", "coverage", "distance", "backbone")
 
 
 def run(p: Params) -> None:

@@ -22,6 +22,7 @@ from doggan.training.state import GAN, current_rate
 SAMPLE_GRID = 64
 MEAN_VALUES = ("d_loss", "g_loss", "d_real", "d_fake")
 COUNTED_VALUES = ("d_skipped", "g_skipped")
+SCORED_VALUES = ("mifid", "fid", "kid", "precision", "recall", "density", "coverage")  # as train/<name>
 
 
 def write_generator(model: keras.Model, meta: Generator, model_dir: Path) -> None:
@@ -46,12 +47,14 @@ def save_gif(frames: list[Path], path: Path) -> None:
         images[0].save(tmp, save_all=True, append_images=images[1:], duration=400, loop=0)
 
 
-def score(gen: Generator, params: TrainParams, eval_params: EvalParams, real_stats: Path) -> float:
-    """MiFID of freshly drawn samples against the real-image statistics."""
+def score(gen: Generator, params: TrainParams, eval_params: EvalParams, real_stats: Path) -> dict:
+    """MiFID and the measures beside it (SCORED_VALUES) of freshly drawn samples against the real
+    statistics."""
     from doggan.scoring import evaluation
 
     images = np.concatenate(list(generate(gen, eval_params.n_images_train, seed=params.seed + 2)))
-    return float(evaluation.score_images(images, real_stats, eval_params)["mifid"])
+    record = evaluation.score_images(images, real_stats, eval_params)
+    return {name: float(record[name]) for name in SCORED_VALUES}
 
 
 class EpochReporter:
@@ -135,13 +138,15 @@ class EpochReporter:
         self.discard_epoch()
 
     def _evaluate(self, epoch: int) -> None:
-        mifid = score(
+        scored = score(
             replace(self.meta, model=self.gan.sampler),
             self.params,
             self.eval_params,
             self.paths.real_stats,
         )
-        self.live.log_metric("train/mifid", mifid)
+        for name, value in scored.items():
+            self.live.log_metric(f"train/{name}", value)
+        mifid = scored["mifid"]
         if self.params.keep_best and (self.best is None or mifid < self.best[0]):
             self.best = (mifid, epoch)
             self.gan.best.assign(self.best)
