@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from doggan.errors import DogganError
-from doggan.files import WriteError, atomic_path, refusal, remove_stale, scratch_dir, write_bytes
+from doggan.files import HOST, WriteError, atomic_path, refusal, remove_stale, scratch_dir, write_bytes
 
 
 def dead_pid() -> int:
@@ -18,26 +18,32 @@ def dead_pid() -> int:
     return process.pid
 
 
-def test_a_write_removes_the_temp_files_of_dead_runs_and_keeps_those_of_live_ones(tmp_path):
+def test_a_write_removes_the_temp_files_of_dead_runs_and_keeps_those_of_live_ones_and_other_machines(
+    tmp_path,
+):
     dead, live = dead_pid(), os.getppid()
-    stale = tmp_path / f".out.zip.{dead}.tmp-abcd1234.zip"
-    stale_dir = tmp_path / f".out.zip.{dead}.tmp-efgh5678"
-    running = tmp_path / f".out.zip.{live}.tmp-ijkl9012.zip"
-    other = tmp_path / f".other.zip.{dead}.tmp-mnop3456.zip"
+    stale = tmp_path / f".out.zip.{dead}@{HOST}.tmp-abcd1234.zip"
+    stale_dir = tmp_path / f".out.zip.{dead}@{HOST}.tmp-efgh5678"
+    running = tmp_path / f".out.zip.{live}@{HOST}.tmp-ijkl9012.zip"
+    other = tmp_path / f".other.zip.{dead}@{HOST}.tmp-mnop3456.zip"
+    elsewhere = tmp_path / f".out.zip.{dead}@another-machine.tmp-qrst7890.zip"  # a shared folder
     stale.write_bytes(b"half")
     (stale_dir / "inner").mkdir(parents=True)
     running.write_bytes(b"being written")
     other.write_bytes(b"another target's")
+    elsewhere.write_bytes(b"another machine's")
     write_bytes(tmp_path / "out.zip", b"whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.zip", running.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out.zip", running.name, other.name, elsewhere.name]
+    )
     assert remove_stale(tmp_path / "other.zip") == [other]
 
 
 def test_temp_files_carry_the_writers_pid(tmp_path):
     with atomic_path(tmp_path / "a.npz") as tmp:
-        assert tmp.name.startswith(f".a.npz.{os.getpid()}.tmp-") and tmp.suffix == ".npz"
+        assert tmp.name.startswith(f".a.npz.{os.getpid()}@{HOST}.tmp-") and tmp.suffix == ".npz"
     with scratch_dir(tmp_path / "b.zip") as folder:
-        assert folder.is_dir() and folder.name.startswith(f".b.zip.{os.getpid()}.tmp-")
+        assert folder.is_dir() and folder.name.startswith(f".b.zip.{os.getpid()}@{HOST}.tmp-")
     assert not folder.exists()
 
 

@@ -1,8 +1,9 @@
 """Atomic output writing: a stage interrupted at any point leaves either the old file or the new one.
 
-A write goes to a temp file beside its target, `.<name>.<pid>.tmp-<random><suffix>`, renamed onto the
-target only when whole. The pid in the name lets the next write of the same target remove the temp
-files of runs that were killed, while leaving those of a run still writing (two runs at once) alone.
+A write goes to a temp file beside its target, `.<name>.<pid>@<host>.tmp-<random><suffix>`, renamed
+onto the target only when whole. The pid and host in the name let the next write of the same target on
+the same machine remove the temp files of runs that were killed, while leaving those of a run still
+writing (two runs at once, or another machine sharing the folder) alone.
 A write the machine refuses (full disk, file-size limit, read-only or forbidden folder) raises a
 `WriteError`: one line naming the output, and nothing written.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,8 +57,11 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
+
+
 def _temp_prefix(path: Path, pid: int | str) -> str:
-    return f".{path.name}.{pid}.tmp-"
+    return f".{path.name}.{pid}@{HOST}.tmp-"
 
 
 def _alive(pid: int) -> bool:
@@ -70,9 +75,10 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(path: str | Path) -> list[Path]:
-    """Remove the temp files (or folders) of `path` left by runs whose process is gone; the removed."""
+    """Remove the temp files (or folders) of `path` left by this machine's runs whose process is gone;
+    returns those removed."""
     path = Path(path)
-    pattern = re.compile(re.escape(_temp_prefix(path, "@")).replace("@", r"(\d+)"))
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)" + re.escape(f"@{HOST}.tmp-"))
     removed = []
     with contextlib.suppress(OSError):
         for entry in path.parent.iterdir():

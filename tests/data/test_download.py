@@ -13,6 +13,7 @@ from PIL import Image
 from doggan.data.download import fetch
 from doggan.data.sample import write_sample
 from doggan.errors import DogganError
+from doggan.files import HOST
 from doggan.params import DataParams
 
 
@@ -387,7 +388,7 @@ def test_a_broken_off_download_leaves_no_partial_archive_and_a_killed_ones_folde
     ended = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    killed = tmp_path / "dl" / f".generative-dog-images.zip.{int(ended.stdout)}.tmp-abcd1234"
+    killed = tmp_path / "dl" / f".generative-dog-images.zip.{int(ended.stdout)}@{HOST}.tmp-abcd1234"
     killed.mkdir()
     (killed / "generative-dog-images.zip").write_bytes(b"half an archive")
     fetch(params, tmp_path / "raw", api=FakeKaggle(competition_zip(sample)))
