@@ -101,7 +101,8 @@ def start_tensorflow() -> str:
 
         gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"running on CPU ({os.cpu_count()} cores), no GPU"
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return f"running on CPU ({cores} cores), no GPU"
     names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
     return f"running on {len(gpus)} GPU(s): {', '.join(names)}"
 
