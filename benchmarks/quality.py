@@ -7,7 +7,8 @@ runs once per seed of `--seeds` (the seed of its weights, noise and data order),
 numeric measure `doggan.scoring.evaluation.score_images` returns as its worst and its median over the
 seeds: a recipe that draws dogs on one seed only is not a default. Each seed's sample grid is saved to
 docs/quality/<recipe>-seed<k>.png and every run's numbers to docs/quality/quality.json.
-Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [recipe ...]
+Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [--backbone standin]
+[recipe ...]
 """
 
 from __future__ import annotations
@@ -85,13 +86,14 @@ RECIPES = {
 CANDIDATES = tuple(list(RECIPES)[:12])
 
 
-def base_params() -> dict:
-    """params.yaml as a mapping, with the sample's data and no MiFID during training."""
+def base_params(backbone: str) -> dict:
+    """params.yaml as a mapping, with the sample's data, no MiFID during training and the scores'
+    offline `backbone` (eval.backbone)."""
     from ruamel.yaml import YAML
 
     raw = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
     raw["train"].update(eval_every=0, keep_best=False, sample_every=1000, checkpoint_every=100_000)
-    raw["eval"].update(backbone="standin")
+    raw["eval"].update(backbone=backbone)
     return raw
 
 
@@ -189,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--minutes", type=float, default=3.0, help="wall-clock training per run (default 3)")
     budget.add_argument("--steps", type=int, default=0, help="training steps per run instead of minutes")
     parser.add_argument("--seeds", default="0,1,2", help="comma list of train.seed values (default 0,1,2)")
+    parser.add_argument("--backbone", default="standin", help="eval.backbone of the scores (default standin)")
     parser.add_argument(
         "recipes", nargs="*", help=f"recipes to run (default: the candidates), of: {', '.join(RECIPES)}"
     )
@@ -204,7 +207,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     budget = {"minutes": 0.0 if args.steps else args.minutes, "steps": args.steps}
-    raw = base_params()
+    raw = base_params(args.backbone)
     runs = []
     with tempfile.TemporaryDirectory(prefix="doggan-quality-") as tmp:
         work = Path(tmp)
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     GRIDS.mkdir(parents=True, exist_ok=True)
     (GRIDS / "quality.json").write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
     spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of training"
-    print(f"\n{spent} per run, seeds {args.seeds}; {N_SCORED} samples scored (offline backbone)\n")
+    print(f"\n{spent} per run, seeds {args.seeds}; {N_SCORED} samples scored ({args.backbone} backbone)\n")
     print("\n".join(table(runs)))
 
 
