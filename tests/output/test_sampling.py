@@ -5,6 +5,7 @@ import pytest
 
 from doggan.networks import dcgan
 from doggan.output import sampling
+from doggan.output.grids import to_uint8
 
 
 def test_saved_generator_round_trips_and_draws_in_batches(tmp_path):
@@ -30,3 +31,15 @@ def test_truncation_bounds_the_noise_and_labels_follow_proportions():
     assert np.abs(z).max() <= 0.5
     labels = sampling.sample_labels(rng, 20_000, (0.75, 0.25))
     assert abs(np.mean(labels == 0) - 0.75) < 0.02
+
+
+def test_sampler_is_traced_once_for_every_batch_size_and_maps_to_uint8_as_grids_do(tmp_path):
+    model = dcgan.make_generator(8, (16, 16, 3), filters=8)
+    gen = sampling.Generator(model=model, z_dim=8, image_shape=(16, 16, 3))
+    forward = sampling.sampler(gen)
+    z = sampling.sample_noise(np.random.default_rng(0), 10, 8)
+    whole, part = forward(z).numpy(), forward(z[:3]).numpy()
+    assert forward.experimental_get_tracing_count() == 1
+    assert whole.dtype == np.uint8 and whole.shape == (10, 16, 16, 3)
+    np.testing.assert_array_equal(whole, to_uint8(model(z, training=False).numpy()))
+    np.testing.assert_array_equal(part, whole[:3])

@@ -121,25 +121,36 @@ def sample_labels(rng: np.random.Generator, n: int, class_probs: tuple[float, ..
     return rng.choice(len(probs), size=n, p=probs / probs.sum()).astype(np.int32)
 
 
+def sampler(gen: Generator):
+    """The generator as one graph from a batch of inputs to uint8 images, traced once for every batch
+    size (a fixed signature with the batch left open), the [-1, 1] to uint8 mapping inside it."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((None, gen.z_dim), tf.float32)]
+    if gen.n_classes:
+        specs.append(tf.TensorSpec((None,), tf.int32))
+
+    @tf.function(input_signature=specs)
+    def forward(*inputs):
+        images = gen.model(list(inputs) if gen.n_classes else inputs[0], training=False)
+        scaled = tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5)  # as grids.to_uint8: half to even
+        return tf.cast(tf.clip_by_value(scaled, 0.0, 255.0), tf.uint8)
+
+    return forward
+
+
 def generate(
     gen: Generator, n: int, seed: int = 0, batch_size: int = 500, truncation: float = 0.0
 ) -> Iterator[np.ndarray]:
     """Yield uint8 image batches (B, H, W, C) until `n` images are drawn; deterministic for a seed."""
-    import tensorflow as tf
-
-    from doggan.output.grids import to_uint8
-
-    @tf.function(reduce_retracing=True)
-    def forward(inputs):
-        return gen.model(inputs, training=False)
-
+    forward = sampler(gen)
     rng = np.random.default_rng(seed)
     done = 0
     while done < n:
         b = min(batch_size, n - done)
         z = sample_noise(rng, b, gen.z_dim, gen.noise, truncation)
-        inputs = [z, sample_labels(rng, b, gen.class_probs)] if gen.n_classes else z
-        yield to_uint8(forward(inputs).numpy())
+        inputs = (z, sample_labels(rng, b, gen.class_probs)) if gen.n_classes else (z,)
+        yield forward(*inputs).numpy()
         done += b
 
 
@@ -147,15 +158,11 @@ def render(
     gen: Generator, z: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 500
 ) -> Iterator[np.ndarray]:
     """Yield the uint8 images of given noise (and labels, for a conditional model), `batch_size` at a time."""
-    import tensorflow as tf
-
-    from doggan.output.grids import to_uint8
-
-    @tf.function(reduce_retracing=True)
-    def forward(inputs):
-        return gen.model(inputs, training=False)
-
+    forward = sampler(gen)
+    z = np.asarray(z, np.float32)
+    labels = np.asarray(labels, np.int32) if gen.n_classes else None
     for start in range(0, len(z), batch_size):
-        batch = z[start : start + batch_size]
-        inputs = [batch, labels[start : start + batch_size]] if gen.n_classes else batch
-        yield to_uint8(forward(inputs).numpy())
+        inputs = (z[start : start + batch_size],)
+        if gen.n_classes:
+            inputs += (labels[start : start + batch_size],)
+        yield forward(*inputs).numpy()
