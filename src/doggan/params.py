@@ -162,6 +162,7 @@ class TrainParams(Section):
     conditional: bool = False
     mixed_precision: bool = False
     jit_compile: bool = False
+    steps_per_call: int = Field(1, ge=1)
     devices: list[str] = Field(default_factory=list)
     seed: int = 0
     deterministic: bool = False

@@ -151,27 +151,65 @@ def test_xla_refuses_a_discriminator_with_synchronized_batch_norm():
     train_step.make_train_step(strategy, gan, params.model_copy(update={"jit_compile": False}))
 
 
-@pytest.mark.parametrize(("step", "decay"), [(0, 0.1), (2, 0.25), (1000, 0.9)])
-def test_ema_follows_the_generator_with_its_warmed_up_decay(step, decay):
+def warmed_up(step, decay, start=0):
+    """The EMA's per-update decay at 0-based step `step`: 0 before `start`, then warmed up to `decay`."""
+    t = step - start
+    return 0.0 if t < 0 else min(decay, (1 + t) / (10 + t))
+
+
+def moved_decay(step, decay, start=0, n_critic=1):
+    """The decay of the EMA's move after step `step`: the product of the warmed-up decays of the last
+    EMA_EVERY updates of G on every EMA_EVERY-th update, else 1 (no move)."""
+    if ((step + 1) // n_critic) % state.EMA_EVERY:
+        return 1.0
+    return math.prod(warmed_up(step - i * n_critic, decay, start) for i in range(state.EMA_EVERY))
+
+
+@pytest.mark.parametrize("step", [0, 2, 3, 7, 1000, 1003])
+def test_ema_follows_the_generator_every_few_updates_with_the_product_of_its_warmed_up_decays(step):
     params = tiny_params(ema_decay=0.9)
     strategy, gan = single_replica(params)
     gan.step.assign(step)
     start = [w.copy() for w in gan.ema.get_weights()]
     train_step.make_train_step(strategy, gan, params)(step_inputs(params))
+    decay = moved_decay(step, 0.9)
+    assert (decay == 1.0) == (step in (0, 2, 1000))
     for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
         np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * w, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("step", "decay"), [(0, 0.0), (4, 0.0), (5, 0.1), (7, 0.25)])
-def test_ema_copies_the_generator_until_ema_start_then_warms_up_from_there(step, decay):
+@pytest.mark.parametrize("step", [3, 7, 11, 12])
+def test_ema_copies_the_generator_until_ema_start_then_warms_up_from_there(step):
     params = tiny_params(ema_decay=0.9, ema_start=5)
     strategy, gan = single_replica(params)
     gan.ema.set_weights([w + 1.0 for w in gan.ema.get_weights()])
     gan.step.assign(step)
     start = [w.copy() for w in gan.ema.get_weights()]
-    loop.make_train_step(strategy, gan, params)(step_inputs(params))
+    train_step.make_train_step(strategy, gan, params)(step_inputs(params))
+    decay = moved_decay(step, 0.9, start=5)
+    assert decay == {3: 0.0, 7: 0.0, 12: 1.0}.get(step, decay)  # a move over step 4 copies G
     for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
         np.testing.assert_allclose(e1, decay * e0 + (1 - decay) * w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_the_ema_s_moves_average_a_still_generator_as_every_update_would(n_critic):
+    """With G's weights held still, a move every EMA_EVERY updates of G lands where one update after each
+    would (the product of their decays), so the average keeps its effective decay; between moves it stays."""
+    params = tiny_params(ema_decay=0.9, n_critic=n_critic)
+    strategy, gan = single_replica(params)
+    gan.ema.set_weights([w + 1.0 for w in gan.ema.get_weights()])
+    e0, w = gan.ema.get_weights(), gan.generator.get_weights()
+    move = tf.function(lambda: state.update_ema(gan, params))
+    exact = 1.0  # the weight of e0 after an EMA update at every update of G
+    for step in range(n_critic - 1, 40, n_critic):  # the steps that update G
+        gan.step.assign(step)
+        move()
+        exact *= warmed_up(step, 0.9)
+        if ((step + 1) // n_critic) % state.EMA_EVERY == 0:
+            for a, b, c in zip(gan.ema.get_weights(), e0, w, strict=True):
+                np.testing.assert_allclose(a, exact * b + (1 - exact) * c, rtol=1e-5, atol=1e-6)
+    assert exact < 1e-3
 
 
 def optimizer_iterations(checkpoint_dir):
@@ -321,12 +359,14 @@ def test_a_time_budget_ends_the_run_with_every_output_and_a_resumed_run_finishes
 
 def test_the_budget_counts_the_mifid_evaluation_an_epoch_end_will_run():
     budget = loop.Budget(minutes=1.0, began=time.perf_counter() - 40.0)
-    assert budget.allows(evaluates=False)  # nothing measured yet: the first step is taken
-    budget.steps.append(1.0)
-    assert budget.allows(evaluates=True)  # no evaluation measured yet
+    assert budget.fits(5, evaluates=False) == 1  # nothing measured yet: the first call is one step
+    budget.record(3.0, 1)  # the first call: its tracing makes it no measure of a step
+    budget.record(2.0, 2)
+    assert budget.fits(5, evaluates=True) == 5  # no evaluation measured yet
     budget.evaluations.append(30.0)
-    assert budget.allows(evaluates=False)
-    assert not budget.allows(evaluates=True)  # 40 s so far + 1 s step + 30 s evaluation > 60 s
+    assert budget.fits(5, evaluates=False) == 5
+    assert budget.fits(5, evaluates=True) == 4  # 40 s so far + 5 steps + 30 s > 60 s: not the last step
+    assert budget.fits(30, evaluates=False) == 19  # 40 s + 19 x 1 s <= 60 s
 
 
 def test_the_policy_s_diffaugment_reaches_the_train_stage(prepared, run_train):

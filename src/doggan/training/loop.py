@@ -25,13 +25,13 @@ from doggan.crops.file import Crops, load_crops
 from doggan.errors import DogganError
 from doggan.output.sampling import Generator
 from doggan.params import AugmentParams, EvalParams, TrainParams
+from doggan.training.calls import make_train_call
 from doggan.training.checkpoints import KEEP, restore_intact
 from doggan.training.inputs import train_dataset
 from doggan.training.paths import TrainPaths
 from doggan.training.policy import load_policy
 from doggan.training.report import EpochReporter
 from doggan.training.state import GAN, build_gan
-from doggan.training.step import make_train_step
 
 log = logging.getLogger("doggan")
 MAX_ROLLBACKS = 5
@@ -56,28 +56,38 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 class Budget:
-    """train.time_budget_min as a clock started with the run: the next step is taken only if the time so
-    far plus the typical step time (plus the mean MiFID evaluation when that step ends an evaluated epoch)
-    stays within it. The first step of a run is always taken: it is the first measurement. It also traces
-    and compiles the step, so it is left out of the typical step time: the median of the last RECENT
-    steps after it. Without a budget nothing is computed: this runs before every step."""
+    """train.time_budget_min as a clock started with the run: of the next call's steps, only those that fit
+    are taken, the time so far plus the typical step time for each (plus the mean MiFID evaluation when the
+    call ends an evaluated epoch) staying within it. The first call of a run is one step, always taken: it
+    is the first measurement. It also traces and compiles the call, so it is left out of the typical step
+    time: the median over the last RECENT calls after it of each call's time per step. Without a budget
+    nothing is computed: this runs before every call."""
 
     RECENT = 100
 
     def __init__(self, minutes: float, began: float):
         self.seconds = minutes * 60 if minutes else math.inf
         self.began = began
-        self.steps: list[float] = []
+        self.steps: list[float] = []  # each call's seconds per step
         self.evaluations: list[float] = []
 
-    def allows(self, evaluates: bool) -> bool:
-        if math.isinf(self.seconds) or not self.steps:
-            return True
+    def record(self, seconds: float, steps: int) -> None:
+        """One call's time and its number of steps."""
+        self.steps.append(seconds / steps)
+
+    def fits(self, steps: int, evaluates: bool) -> int:
+        """How many of the next `steps` steps fit; `evaluates` when their last one ends an evaluated epoch."""
+        if math.isinf(self.seconds):
+            return steps
+        if not self.steps:
+            return 1
         after_first = self.steps[1:] if len(self.steps) <= self.RECENT else self.steps[-self.RECENT :]
-        expected = float(np.median(after_first or self.steps))
-        if evaluates and self.evaluations:
-            expected += float(np.mean(self.evaluations))
-        return time.perf_counter() - self.began + expected <= self.seconds
+        each = float(np.median(after_first or self.steps))
+        left = self.seconds - (time.perf_counter() - self.began)
+        evaluation = float(np.mean(self.evaluations)) if evaluates and self.evaluations else 0.0
+        if steps * each + evaluation <= left:
+            return steps
+        return max(0, min(steps - 1, math.floor(left / each)))
 
 
 @dataclass
@@ -233,47 +243,44 @@ def _summary(run: Run, stopped: bool) -> dict:
     }
 
 
-def _step_picker(run: Run):
-    """The compiled step for global step `step` + 1: G updated every n_critic steps, replay every
-    replay_every steps once the buffer holds fakes. Each kind is compiled once."""
-    compiled = {}
-    params, gan = run.params, run.gan
-
-    def pick(step: int):
-        update_g = (step + 1) % params.n_critic == 0
-        replay = bool(gan.replay is not None and step > 0 and (step + 1) % params.replay_every == 0)
-        if (update_g, replay) not in compiled:
-            step_fn = make_train_step(run.strategy, gan, params, update_g, replay, run.diff)
-            compiled[update_g, replay] = step_fn
-        return compiled[update_g, replay]
-
-    return pick
+def _call_length(run: Run) -> int:
+    """Steps of the next call: train.steps_per_call, cut at the next epoch end and checkpoint (where the
+    side jobs run) and at the run's end, then to what the time budget allows (0: stop)."""
+    params, step = run.params, run.step
+    to_epoch = run.steps_per_epoch - step % run.steps_per_epoch
+    to_checkpoint = params.checkpoint_every - step % params.checkpoint_every
+    n = min(params.steps_per_call, to_epoch, to_checkpoint, run.total_steps - step)
+    evaluates = n == to_epoch and run.reporter.evaluates(run.epoch_of(step + n))
+    return run.budget.fits(n, evaluates)
 
 
 def _train_steps(run: Run, iterator, chief: bool) -> bool:
-    """Train from run.step to the planned total, reporting each epoch; returns True when the time budget
-    stopped it early (the unreported steps of its last epoch are then reported as a last epoch)."""
-    pick, reporter, params = _step_picker(run), run.reporter, run.params
+    """Train from run.step to the planned total in calls of up to train.steps_per_call steps, reporting
+    each epoch; returns True when the time budget stopped it early (the unreported steps of its last epoch
+    are then reported as a last epoch)."""
+    reporter, params = run.reporter, run.params
+    call = make_train_call(run.strategy, run.gan, params, run.diff)
     bar = tqdm(total=run.total_steps, initial=run.step, desc="train", unit="step", disable=not chief)
     while run.step < run.total_steps:
-        ends_epoch = (run.step + 1) % run.steps_per_epoch == 0
-        if not run.budget.allows(ends_epoch and reporter.evaluates(run.epoch_of(run.step + 1))):
+        n = _call_length(run)
+        if not n:
             break
-        step_began = time.perf_counter()
-        values = {k: float(v) for k, v in pick(run.step)(next(iterator)).items()}
-        run.budget.steps.append(time.perf_counter() - step_began)
-        if not all(np.isfinite(v) for v in values.values()):
-            losses = f"d_loss {values['d_loss']}, g_loss {values['g_loss']}"
-            _rollback(run, f"non-finite loss at step {run.step + 1} ({losses})")
+        call_began = time.perf_counter()
+        done, totals, last = call(iterator, tf.constant(n))
+        totals, done = {k: float(v) for k, v in totals.items()}, int(done)
+        run.budget.record(time.perf_counter() - call_began, n)
+        if done < n:
+            losses = f"d_loss {float(last['d_loss'])}, g_loss {float(last['g_loss'])}"
+            _rollback(run, f"non-finite loss at step {run.step + done + 1} ({losses})")
             bar.n = run.step
             bar.refresh()
             continue
-        run.step += 1
+        run.step += n
         if run.step % params.checkpoint_every == 0:
             run.manager.save(checkpoint_number=run.step)
-        rate = reporter.on_step_end(values)
-        bar.update(1)
-        bar.set_postfix(d=f"{values['d_loss']:.3f}", g=f"{values['g_loss']:.3f}", img_s=f"{rate:.0f}")
+        rate = reporter.on_steps_end(totals, n)
+        bar.update(n)
+        bar.set_postfix(d=f"{totals['d_loss'] / n:.3f}", g=f"{totals['g_loss'] / n:.3f}", img_s=f"{rate:.0f}")
         if run.step % run.steps_per_epoch == 0 or run.step == run.total_steps:
             _end_epoch(
                 run, last=run.step == run.total_steps, evaluate=reporter.evaluates(run.epoch_of(run.step))

@@ -91,21 +91,25 @@ class EpochReporter:
 
     def discard_epoch(self) -> None:
         """Forget the steps of the current epoch (a rollback undid them)."""
-        self.epoch_values, self.epoch_began = [], time.perf_counter()
+        self.epoch_totals, self.epoch_steps = dict.fromkeys(MEAN_VALUES + COUNTED_VALUES, 0.0), 0
+        self.epoch_began = time.perf_counter()
 
     @property
     def pending(self) -> bool:
         """True while steps of the current epoch are not yet reported."""
-        return bool(self.epoch_values)
+        return self.epoch_steps > 0
 
-    def on_step_end(self, values: dict) -> float:
-        """Record one step's values; returns the images/s of the epoch so far."""
-        self.epoch_values.append(values)
+    def on_steps_end(self, totals: dict, steps: int) -> float:
+        """Record the values of `steps` steps, summed over them (one compiled call's); returns the
+        images/s of the epoch so far."""
+        for name in self.epoch_totals:
+            self.epoch_totals[name] += totals[name]
+        self.epoch_steps += steps
         return self.images_per_s()
 
     def images_per_s(self) -> float:
         elapsed = max(time.perf_counter() - self.epoch_began, 1e-9)
-        return len(self.epoch_values) * self.params.batch_size / elapsed
+        return self.epoch_steps * self.params.batch_size / elapsed
 
     def evaluates(self, epoch: int) -> bool:
         """Whether the end of `epoch` scores MiFID (train.eval_every, and real statistics to score with)."""
@@ -117,9 +121,9 @@ class EpochReporter:
         when `evaluate`, score MiFID and keep the generator if it is the best so far."""
         log = self.live.log_metric
         for name in MEAN_VALUES:
-            log(f"train/{name}", float(np.mean([v[name] for v in self.epoch_values])))
+            log(f"train/{name}", self.epoch_totals[name] / self.epoch_steps)
         for name in COUNTED_VALUES:
-            count = int(np.rint(sum(v[name] for v in self.epoch_values)))
+            count = int(np.rint(self.epoch_totals[name]))
             self.skipped[name] += count
             log(f"train/{name}", count)
         log("train/lr_g", current_rate(self.gan.g_opt))

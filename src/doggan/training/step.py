@@ -18,7 +18,7 @@ import tensorflow as tf
 from doggan.errors import DogganError
 from doggan.params import TrainParams
 from doggan.training import diffaugment, losses
-from doggan.training.state import GAN, Ada, Replay
+from doggan.training.state import GAN, Ada, Replay, update_ema
 
 REPLAY_SEED_TAG = 7919  # folded into (seed, step) so replay draws differ from the step's other draws
 STEP_VALUES = ("d_loss", "g_loss", "d_real", "d_fake", "d_skipped", "g_skipped")
@@ -228,16 +228,6 @@ def update_ada(ada: Ada, step: tf.Variable, real_sign: tf.Tensor, batch_size: in
     ada.signs.assign(tf.where(due, 0.0, signs))
 
 
-def update_ema(gan: GAN, params: TrainParams) -> None:
-    """Move the EMA generator towards G, with the warm-up of tf.train.ExponentialMovingAverage(num_updates):
-    early on the average follows G instead of staying near the initial weights for thousands of steps.
-    Before train.ema_start the copy is G itself (decay 0), and the warm-up counts from there."""
-    t = tf.cast(gan.step, tf.float32) - float(params.ema_start)
-    decay = tf.where(t < 0.0, 0.0, tf.minimum(params.ema_decay, (1.0 + t) / (10.0 + t)))
-    for e, w in zip(gan.ema.weights, gan.generator.weights, strict=True):
-        e.assign(decay * e + (1.0 - decay) * w)
-
-
 def check_jit_compile(gan: GAN, params: TrainParams) -> None:
     """Refuse train.jit_compile with a discriminator whose batch norm is synchronized: its all-reduce
     across replicas would sit inside D's compiled pass, where no cross-replica call can run."""
@@ -252,7 +242,7 @@ def check_jit_compile(gan: GAN, params: TrainParams) -> None:
             )
 
 
-def make_train_step(
+def make_step_body(
     strategy: tf.distribute.Strategy,
     gan: GAN,
     params: TrainParams,
@@ -260,12 +250,11 @@ def make_train_step(
     replay: bool = False,
     diff: str = "",
 ):
-    """The compiled distributed step: D (and G when `update_g`) updated from one D call on real and fake
-    (and replayed fakes when `replay`), each update skipped while loss balancing says so. `diff` names
-    the DiffAugment ops (augment.diff) applied to every image D sees, real and fake alike.
-
-    The step returns the global values of STEP_VALUES by name (d_skipped and g_skipped are 0 or 1).
-    """
+    """One distributed step, uncompiled, to be called in cross-replica context inside a `tf.function`: D
+    (and G when `update_g`) updated from one D call on real and fake (and replayed fakes when `replay`),
+    each update skipped while loss balancing says so. `diff` names the DiffAugment ops (augment.diff)
+    applied to every image D sees, real and fake alike. Returns the global values of STEP_VALUES by name
+    (d_skipped and g_skipped are 0 or 1)."""
     check_jit_compile(gan, params)
 
     def replica_step(inputs):
@@ -286,7 +275,6 @@ def make_train_step(
     reduced = STEP_VALUES + (("real_logit", "fake_logit") if gan.lecam is not None else ())
     reduced += ("real_sign",) if gan.ada is not None else ()
 
-    @tf.function
     def distributed_step(dist_inputs):
         per_replica = strategy.run(replica_step, args=(dist_inputs,))
         values = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None) for k in reduced}
@@ -300,3 +288,15 @@ def make_train_step(
         return {k: values[k] for k in STEP_VALUES}
 
     return distributed_step
+
+
+def make_train_step(
+    strategy: tf.distribute.Strategy,
+    gan: GAN,
+    params: TrainParams,
+    update_g: bool = True,
+    replay: bool = False,
+    diff: str = "",
+):
+    """The compiled distributed step of `make_step_body`, called with one distributed batch."""
+    return tf.function(make_step_body(strategy, gan, params, update_g, replay, diff))
