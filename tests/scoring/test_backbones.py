@@ -170,7 +170,7 @@ def test_standin_scores_held_out_real_better_than_blurred_better_than_noise(tmp_
 
 def test_features_of_no_batches_is_an_empty_array():
     out = backbones.features(backbones.standin(), [])
-    assert out.shape == (0, sum(backbones.STANDIN_WIDTHS))
+    assert out.shape == (0, backbones.STANDIN_DIM)
 
 
 def writing_graph(target) -> bytes:

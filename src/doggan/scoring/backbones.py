@@ -5,8 +5,9 @@
   Downloaded once into doggan's cache (doggan.scoring.weights), also by `auto` when the network allows.
 - `keras_imagenet`: Keras InceptionV3 with ImageNet weights, 2048 pooled features.
 - `nasnet`: Keras NASNetLarge with ImageNet weights, 4032 features (Kaggle's private leaderboard).
-- `standin`: a fixed-seed random convolutional network for machines with no weights. It tells
-  real from blurred from noise, but its numbers are not comparable with Kaggle's.
+- `standin`: fixed, training-free features for machines with no weights: layout (colour and gradient
+  directions over a 4x4 grid) and sharpness (Laplacian energy at three scales). It orders held-out
+  photos before blurred ones, tile shuffles, noise and colour blobs, but its numbers are not Kaggle's.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ log = logging.getLogger("doggan")
 
 GRAPH_FILE = "classify_image_graph_def.pb"
 KERAS_WEIGHTS = {name: spec.name for name, spec in weights_lib.KERAS.items()}
-STANDIN_SEED = 2019
-STANDIN_WIDTHS = (16, 32, 64, 128)
-STANDIN_FLOOR = 1e-3
+STANDIN_SIDE = 64  # images reach the stand-in's features at this size
+STANDIN_GRID = 4  # cells per side of the stand-in's layout features
+STANDIN_BINS = 8  # gradient directions of its shape features
+STANDIN_FLOOR = 1e-3  # added to the Laplacian energy before its log: flat cells stay finite
+# Centre and scale of its blocks (colour, directions, log sharpness): the mean and the per-feature spread
+# of photo-like images (the embedded sample), fixed so the features need no statistics of the data.
+STANDIN_SCALES = ((0.48, 0.2), (0.19, 0.11), (-2.77, 0.8))
+STANDIN_DIM = STANDIN_GRID**2 * 3 + STANDIN_GRID**2 * STANDIN_BINS + 3 * 4 * 3
 PUBLIC_HINT = "`doggan weights` downloads Kaggle's graph ahead of time, or set eval.inception_graph to a copy"
 PRIVATE_HINT = "`doggan weights --private` downloads NASNetLarge's ImageNet weights ahead of time"
 # The ops of the 2015 Inception graph (DecodeJpeg, Cast, ExpandDims, ResizeBilinear, Sub, Mul; Conv2D,
@@ -191,31 +197,53 @@ def keras_application(name: str, weights: str | None = None, reason: str = "") -
     )
 
 
-def standin(reason: str = "requested") -> Backbone:
-    """A random (fixed-seed) ReLU conv net; features are its pooled activations at four scales."""
-    import keras
+def _laplacian(x: tf.Tensor) -> tf.Tensor:
+    """The 4-neighbour Laplacian of each channel, edges mirrored."""
+    kernel = tf.constant([[0, 1, 0], [1, -4, 1], [0, 1, 0]], tf.float32)[:, :, None, None]
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, tf.tile(kernel, [1, 1, 3, 1]), [1, 1, 1, 1], "VALID")
 
-    inputs = keras.Input((None, None, 3))
-    x, pooled = inputs, []
-    for i, width in enumerate(STANDIN_WIDTHS):
-        init = keras.initializers.HeNormal(seed=STANDIN_SEED + i)
-        x = keras.layers.Conv2D(
-            width, 3, strides=2, padding="same", activation="relu", kernel_initializer=init
-        )(x)
-        pooled.append(keras.layers.GlobalAveragePooling2D()(x))
-    model = keras.Model(inputs, keras.layers.Concatenate()(pooled))
-    # Random ReLU features are dense and all alike in direction; removing their mean response to
-    # smooth random colour fields (fixed seed) makes them sparse like Inception's pool_3, so the
-    # cosine memorization distance separates copies from new images on Kaggle's eps scale. A small
-    # floor keeps flat images from giving all-zero rows, which the distance would drop.
-    fields = np.random.default_rng(STANDIN_SEED).uniform(-1, 1, (64, 4, 4, 3)).astype(np.float32)
-    offset = tf.reduce_mean(model(tf.image.resize(fields, (64, 64)), training=False), axis=0)
+
+def _cells(x: tf.Tensor, grid: int) -> tf.Tensor:
+    """Means over a grid x grid layout of cells, flattened per image."""
+    side = x.shape[1] // grid
+    return tf.reshape(tf.nn.avg_pool2d(x, side, side, "VALID"), [tf.shape(x)[0], -1])
+
+
+def _orientations(x: tf.Tensor) -> tf.Tensor:
+    """Shape: gradient energy of the grey image in STANDIN_BINS signed directions per cell of a 4x4 grid
+    (HOG-like), normalised over the image and square-rooted, so contrast does not count, layout does."""
+    dy, dx = tf.image.image_gradients(tf.reduce_mean(x, -1, keepdims=True))
+    magnitude, angle = tf.sqrt(dx * dx + dy * dy + 1e-8), tf.atan2(dy, dx)
+    width = 2 * np.pi / STANDIN_BINS
+    centres = tf.range(STANDIN_BINS, dtype=tf.float32) * width - np.pi
+    gap = tf.abs(tf.math.floormod(angle - centres + np.pi, 2 * np.pi) - np.pi)
+    energy = _cells(tf.nn.relu(1 - gap / width) * magnitude, STANDIN_GRID)
+    return tf.sqrt(energy / (tf.norm(energy, axis=1, keepdims=True) + 1e-6))
+
+
+def _detail(x: tf.Tensor) -> tf.Tensor:
+    """Sharpness: log mean |Laplacian| per channel at 1, 2 and 4 px, per cell of a 2x2 grid."""
+    out = []
+    for _ in range(3):
+        out.append(tf.math.log(STANDIN_FLOOR + _cells(tf.abs(_laplacian(x)), 2)))
+        x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    return tf.concat(out, 1)
+
+
+def standin(reason: str = "requested") -> Backbone:
+    """Fixed, training-free features that see shapes: layout (colour and gradient directions over a 4x4
+    grid) and sharpness (Laplacian energy at three scales). Each block is centred and scaled by fixed
+    constants (STANDIN_SCALES), so the blocks weigh alike and blur, tiling and blobs all move images away."""
 
     def extract(images):
-        features = model(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
-        return tf.nn.relu(features - offset) + STANDIN_FLOOR
+        x = tf.cast(images, tf.float32) / 255.0
+        if tuple(x.shape[1:3]) != (STANDIN_SIDE, STANDIN_SIDE):  # other sizes (or unknown ones) resized
+            x = tf.image.resize(x, (STANDIN_SIDE, STANDIN_SIDE), antialias=True)
+        blocks = (_cells(x, STANDIN_GRID), _orientations(x), _detail(x))
+        return tf.concat([(b - c) / s for b, (c, s) in zip(blocks, STANDIN_SCALES, strict=True)], 1)
 
-    return Backbone("standin", sum(STANDIN_WIDTHS), False, reason, _compiled(extract))
+    return Backbone("standin", STANDIN_DIM, False, reason, _compiled(extract))
 
 
 def load(name: str, inception_graph: str = "", private: bool = False) -> Backbone:
