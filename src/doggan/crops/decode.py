@@ -19,11 +19,18 @@ INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
-REDUCED = {  # decoder flags per shrink factor: (colour, grayscale); JPEGs decode straight at 1/2, 1/4, 1/8
-    1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
-    2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
-    4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-    8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+
+
+def _rgb(flag: int) -> int:
+    """A colour flag that has the decoder write RGB itself (no BGR image to convert afterwards)."""
+    return flag & ~cv2.IMREAD_COLOR | cv2.IMREAD_COLOR_RGB
+
+
+REDUCED = {  # decoder flags per shrink factor: (RGB, grayscale); JPEGs decode straight at 1/2, 1/4, 1/8
+    1: (_rgb(cv2.IMREAD_COLOR), cv2.IMREAD_GRAYSCALE),
+    2: (_rgb(cv2.IMREAD_REDUCED_COLOR_2), cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    4: (_rgb(cv2.IMREAD_REDUCED_COLOR_4), cv2.IMREAD_REDUCED_GRAYSCALE_4),
+    8: (_rgb(cv2.IMREAD_REDUCED_COLOR_8), cv2.IMREAD_REDUCED_GRAYSCALE_8),
 }
 JPEG_SIGNATURE = b"\xff\xd8"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -127,6 +134,4 @@ def decode(data: bytes, channels: int, factor: int = 1) -> np.ndarray:
             return _decode_pil(data, channels, factor)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             raise ImageError("image failed to decode") from None
-    if channels == 3:
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     return pixels
