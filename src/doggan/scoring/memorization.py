@@ -4,10 +4,10 @@ Kaggle's backbones (tf2015, nasnet) keep Kaggle's rule exactly: 1 - |cos| of the
 0.1 (public) or 0.25 (private). Other backbones put distances on another scale, so their eps is
 calibrated on the real images: real photos held out one at a time from the rest show how far new
 photos of the same kind sit from their nearest neighbour, and eps is a safety factor times a low
-quantile of those distances. The offline stand-in's random features place colour blobs as close to
-photos as photos are to each other, so its check compares a copy-detection descriptor instead:
-small centred thumbnails, matched in both orientations, which flips, JPEG re-encoding and light
-noise barely move.
+quantile of those distances. The offline stand-in's features summarise layout and sharpness, made
+to rank image sets, not to tell a copy from a look-alike, so its check compares a copy-detection
+descriptor instead: small centred thumbnails, matched in both orientations, which flips, JPEG
+re-encoding and light noise barely move.
 """
 
 from __future__ import annotations
