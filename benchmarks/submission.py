@@ -1,8 +1,8 @@
 """Submission speed: our stage against the seed notebook's loop, on the same generator, in one run.
 
 The seed notebook called the generator once per image, saved each PNG to a folder with PIL, zipped
-the folder and deleted it. Our stage generates in large batches, encodes PNGs in a process pool and
-writes them straight into the zip, then validates it and draws a preview; it is timed inside this
+the folder and deleted it. Our stage generates in large batches, encodes PNGs in threads and writes
+them straight into the zip, then checks the written zip and draws a preview; it is timed inside this
 process and as a user runs it, `doggan submission` as a process of its own (start-up, imports and
 loading the generator included). Both use the pipeline's DCGAN generator at the default size
 (untrained: speed does not depend on the weights).
@@ -105,8 +105,8 @@ def main() -> None:
         print()
         print(f"seed loop (one call per image, PNG files, zip): {seed:7.1f} s  {n / seed:8.1f} images/s")
         print(
-            f"our stage (batches {params.batch_size}, encode pool, "
-            f"straight to zip, validate): {ours:7.1f} s  {n / ours:8.1f} images/s"
+            f"our stage (batches {params.batch_size}, encoding threads, "
+            f"straight to zip, checked): {ours:7.1f} s  {n / ours:8.1f} images/s"
         )
         print(f"doggan submission, a process of its own:  {process:7.1f} s  {n / process:8.1f} images/s")
         print(f"speed-up in process: {seed / ours:.1f}x; as a process: {seed / process:.1f}x (goal >= 10x)")
