@@ -1,5 +1,6 @@
-"""Distributed training on a CPU: 2 logical devices agree with 1 replica, with XLA as without, and train
-with mixed precision; 2 workers on loopback agree, with XLA as without.
+"""Distributed training on a CPU: 2 logical devices agree with 1 replica, with XLA as without, train
+with mixed precision, and train alike in one call of several steps; 2 workers on loopback agree, with XLA
+as without, in single steps and in a call of several.
 
 Logical devices must be configured before TensorFlow initialises its devices, so each check runs in
 a subprocess that executes this file as a script with a mode argument.
@@ -91,6 +92,7 @@ def replica_variants_main(out: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from doggan.params import AugmentParams
+    from doggan.training.calls import make_train_call
     from doggan.training.inputs import train_dataset
     from doggan.training.state import build_gan
     from doggan.training.step import make_train_step
@@ -113,12 +115,24 @@ def replica_variants_main(out: str) -> None:
         arrays.update({f"{name}_start_{i:03d}": w for i, w in enumerate(start)})
         arrays.update({f"{name}_end_{i:03d}": w for i, w in enumerate(weights)})
         arrays[f"{name}_replicas"] = strategy.num_replicas_in_sync
+    keras.mixed_precision.set_global_policy("float32")
+    params = tiny_params(**PARAMS, replay_size=8)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        gan = build_gan(SHAPE, params, 10)
+    dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
+    make_train_call(strategy, gan, params)(iter(strategy.experimental_distribute_dataset(dataset)), 3)
+    weights = gan.generator.get_weights() + gan.discriminator.get_weights()
+    arrays.update({f"call_end_{i:03d}": w for i, w in enumerate(weights)})
     np.savez(out, **arrays)
 
 
 def worker_main(out: str) -> None:
+    import tensorflow as tf
+
     from doggan.params import AugmentParams
     from doggan.training import loop
+    from doggan.training.calls import make_train_call
     from doggan.training.inputs import train_dataset
     from doggan.training.state import build_gan
     from doggan.training.step import make_train_step
@@ -130,9 +144,9 @@ def worker_main(out: str) -> None:
     images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
     dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    step = make_train_step(strategy, gan, params)
-    for _ in range(3):
-        step(next(iterator))
+    step, call = make_train_step(strategy, gan, params), make_train_call(strategy, gan, params)
+    step(next(iterator))
+    call(iterator, tf.constant(2))  # the train stage's call of several steps
     weights = gan.generator.get_weights() + gan.discriminator.get_weights()
     arrays = {f"arr_{i:03d}": w for i, w in enumerate(weights)}
     np.savez(out, chief=loop.is_chief(strategy), replicas=strategy.num_replicas_in_sync, **arrays)
@@ -202,6 +216,13 @@ def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
     moved = np.abs(plain - start).mean()
     assert moved > 1e-3
     assert np.abs(xla - plain).mean() < 0.01 * moved
+
+
+@pytest.mark.slow
+@VARIANTS_GROUP
+def test_three_steps_in_one_call_on_two_replicas_match_three_single_steps(variants):
+    for single, call in zip(weights(variants, "plain", "end"), weights(variants, "call", "end"), strict=True):
+        np.testing.assert_allclose(call, single, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow
