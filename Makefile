@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/input_pipeline.py
 
 quality: install
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/quality.py --steps 3600 --seeds 0,1,2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -73,6 +73,7 @@ PARAMS_CELL = """\
 from ruamel.yaml import YAML
 
 yaml = YAML()
+yaml.width = 4096  # one line per key, however long the mounted paths
 params = yaml.load(PARAMS)
 params["data"]["path"] = str(mounted(COMPETITION))
 if INCEPTION_DATASET:
