@@ -5,6 +5,7 @@ import re
 import socket
 import warnings
 import zipfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,6 +41,28 @@ def run_mode(script, mode: str, out, timeout: float = 240) -> None:
         timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of `pid` (read while it is alive: orphans are re-parented)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = {int(k) for k in (task / "children").read_text().split()}
+        except OSError:
+            continue
+        for kid in kids - found:
+            found |= {kid} | descendants(kid)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an exited orphan the container's init may never reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.fixture(autouse=True)

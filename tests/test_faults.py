@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import descendants, running
 
 from doggan.output.sampling import Generator, write_meta
 
@@ -83,28 +84,6 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-def children(pid: int) -> set[int]:
-    """Every live descendant of `pid` (read while it is alive: orphans are re-parented)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids = {int(k) for k in (task / "children").read_text().split()}
-        except OSError:
-            continue
-        for kid in kids - found:
-            found |= {kid} | children(kid)
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an exited orphan the container's init may never reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def test_start_up_is_quiet_about_a_missing_gpu_and_says_what_it_runs_on(workdir):
     stderr = workdir.joinpath("first_stderr.txt").read_text()
     assert "cuInit" not in stderr and not re.search(r"^[IWE]\d{4} ", stderr, re.M), stderr
@@ -119,7 +98,7 @@ def test_a_killed_submission_leaves_no_process_and_the_next_run_no_temp_file(wor
     helpers: set[int] = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and stage.poll() is None:
-        helpers |= children(stage.pid)
+        helpers |= descendants(stage.pid)
         written = [p for p in (workdir / "submission").iterdir() if p.name.startswith(".images.zip.")]
         if written and written[0].stat().st_size > 100_000:  # mid-write; any helper process seen
             break

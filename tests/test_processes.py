@@ -6,9 +6,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
+from conftest import descendants, running
 
 POOLS = textwrap.dedent(
     """
@@ -26,26 +26,6 @@ POOLS = textwrap.dedent(
         time.sleep(600)
     """
 )
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def descendants(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids = {int(k) for k in (task / "children").read_text().split()}
-        except OSError:
-            continue
-        for kid in kids - found:
-            found |= {kid} | descendants(kid)
-    return found
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
