@@ -24,6 +24,9 @@ TINY = {
     "submission": {"n_images": 200, "batch_size": 100, "workers": 1},
 }
 
+# metrics/eval.json's headline, in the order `dvc exp show` lists it first.
+EVAL_METRICS = ["mifid", "fid", "kid", "precision", "recall", "density", "coverage", "distance", "backbone"]
+
 # One pytest-xdist worker runs this file (--dist loadgroup) and keeps the repo fixture for its session,
 # so `dvc repro` runs once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]
@@ -81,17 +84,7 @@ def test_repro_writes_every_declared_output(repo):
         if path.is_dir():
             assert any(path.iterdir()), f"declared output folder {output} is empty"
     metrics = json.loads((repo / "metrics/eval.json").read_text())
-    assert list(metrics) == [
-        "mifid",
-        "fid",
-        "kid",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "distance",
-        "backbone",
-    ]
+    assert list(metrics) == EVAL_METRICS
     assert metrics["backbone"] == "standin"
     report = json.loads((repo / "reports/eval.json").read_text())
     assert report["n_generated"] == 200 and report["mifid"] == metrics["mifid"]
@@ -178,19 +171,7 @@ def test_a_default_run_records_no_preset_values_and_exp_show_reads_at_200_column
     screen = re.sub(r"\x1b\[[0-9;]*m", "", pty_screen(["dvc", "exp", "show"], repo, env, columns=200))
     header = next(line for line in screen.splitlines() if "Experiment" in line).split()
     assert "…" not in header
-    assert header[:11] == [
-        "Experiment",
-        "Created",
-        "mifid",
-        "fid",
-        "kid",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "distance",
-        "backbone",
-    ], header
+    assert header[:11] == ["Experiment", "Created", *EVAL_METRICS], header
     assert {"train.preset", "train.epochs", "train.lr_g", "train.lr_d"} <= set(header), header
 
 
@@ -220,15 +201,7 @@ def test_a_queued_train_change_reruns_only_downstream_and_shows_in_exp_show(repo
     header = run(["dvc", "exp", "show", "--csv"], repo, env).splitlines()[0].split(",")
     first = header[header.index("mifid") :][:15]
     assert first == [
-        "mifid",
-        "fid",
-        "kid",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "distance",
-        "backbone",
+        *EVAL_METRICS,
         "train_time_s",
         "steps",
         "epoch",
