@@ -137,3 +137,24 @@ def test_resize_convolutions_draw_no_checkerboard_on_a_constant_map(upsample):
         assert classes.std(axis=0).max() < 1e-6 and out.std(axis=(0, 1)).max() < 1e-6
     else:
         assert classes.std(axis=0).max() > 1e-3
+
+
+def test_real_crops_reach_d_as_the_generators_drawings_do():
+    """At a lower resolution D pools G's enlarged drawings; real crops prepared by `as_drawn` pool to the
+    same view as a generator that drew their pooled selves, where the plain crops pool to a sharper one."""
+    from keras import layers
+
+    from doggan import networks
+    from doggan.params import TrainParams
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    pool = layers.AveragePooling2D(2)
+    enlarge = layers.UpSampling2D(2, interpolation="bilinear")
+    drawn = enlarge(pool(crops.astype("float32")))  # what a G that draws the pooled crops hands out
+    judged = lambda x: np.asarray(pool(np.asarray(x, "float32")))  # noqa: E731
+    prepared = networks.as_drawn(crops, TrainParams(resolution=32))
+    assert prepared.dtype == np.uint8 and prepared.shape == crops.shape
+    np.testing.assert_allclose(judged(prepared), judged(drawn), atol=0.5)
+    assert np.abs(judged(crops) - judged(drawn)).mean() > 10
+    assert networks.as_drawn(crops, TrainParams(resolution=0)) is crops

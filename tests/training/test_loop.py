@@ -383,3 +383,17 @@ def test_the_policy_s_diffaugment_reaches_the_train_stage(prepared, run_train):
     out, _ = run_train(prepared, params)
     augmented = sampling.load_generator(out / "models").model.get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(plain, augmented, strict=True))
+
+
+@pytest.mark.parametrize("resolution", [0, 8])
+def test_the_training_batches_hold_the_crops_as_d_sees_the_generators_drawings(resolution):
+    from doggan import networks
+
+    images = np.random.default_rng(0).integers(0, 256, (8, *SHAPE), dtype=np.uint8)
+    params = tiny_params(batch_size=8, resolution=resolution)
+    batch = next(iter(train_dataset(images, np.zeros(8, np.int32), AugmentParams(flip=False), params, 0)))
+    expected = networks.as_drawn(images, params).astype(np.float32) / 127.5 - 1.0
+    got = np.sort(batch["images"].numpy().reshape(8, -1), axis=0)
+    np.testing.assert_allclose(got, np.sort(expected.reshape(8, -1), axis=0), atol=1e-5)
+    if resolution:
+        assert np.abs(got - np.sort(images.reshape(8, -1) / 127.5 - 1.0, axis=0)).mean() > 0.05

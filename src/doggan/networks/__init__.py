@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import keras
+import numpy as np
 from keras import layers
 
 from doggan.errors import DogganError
@@ -25,6 +26,7 @@ __all__ = [
     "HierarchicalBatchNorm",
     "SelfAttention",
     "SpectralNorm",
+    "as_drawn",
     "make_discriminator",
     "make_generator",
 ]
@@ -45,6 +47,25 @@ def working_shape(p: TrainParams, shape: Shape) -> Shape:
             "or be 0 (train at the crops' size)"
         )
     return (side, side, shape[2])
+
+
+def as_drawn(images: np.ndarray, p: TrainParams) -> np.ndarray:
+    """Real uint8 crops as D sees G's images: with train.resolution below their side, average-pooled to
+    it and enlarged bilinearly back, as the generator enlarges its drawings.
+
+    D pools both alike, and pooling an enlarged image blurs it, so against the crops pooled once G would
+    learn to sharpen its drawings to make up for that blur: a checkerboard of dots once enlarged. Against
+    crops that went the same way, G learns to draw the pooled crops themselves."""
+    side = working_shape(p, images.shape[1:])[0]
+    if side == images.shape[1]:
+        return images
+    factor = images.shape[1] // side
+    pool, enlarge = layers.AveragePooling2D(factor), layers.UpSampling2D(factor, interpolation="bilinear")
+    out = np.empty_like(images)
+    for start in range(0, len(images), 1024):  # in chunks: 22,125 crops as float32 would take 1 GB
+        enlarged = enlarge(pool(images[start : start + 1024].astype(np.float32)))
+        out[start : start + 1024] = np.clip(np.rint(keras.ops.convert_to_numpy(enlarged)), 0, 255)
+    return out
 
 
 def make_generator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Model:
