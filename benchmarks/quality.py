@@ -6,7 +6,9 @@ same work for every candidate whatever else runs on the machine; rounded up to w
 runs once per seed of `--seeds` (the seed of its weights, noise and data order), and the table shows every
 numeric measure `doggan.scoring.evaluation.score_images` returns as its worst and its median over the
 seeds: a recipe that draws dogs on one seed only is not a default. Each seed's sample grid is saved to
-docs/quality/<recipe>-seed<k>.png and every run's numbers to docs/quality/quality.json.
+docs/quality/<recipe>-seed<k>.png and every run's numbers, with the commit it ran at, to
+docs/quality/quality.json, where runs of the same budget accumulate over invocations (a recipe and seed
+run again replace their entry) and the table shows them all.
 Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [--backbone standin]
 [recipe ...]
 """
@@ -19,6 +21,7 @@ import math
 import numbers
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +65,7 @@ RECIPES = {
     "sngan-keras": (SNGAN, {}),
     "resize-lecam-0.3": ({**RESIZE, **LECAM}, {}),
     "resize-lecam-ada-all-ops": ({**RESIZE, **LECAM}, {**ALL_OPS, **ADA_FAST}),
+    "enlarge-real": ({"enlarge_real": True}, {}),
     "no-diffaug": ({}, {"diff": ""}),
     "lr-2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
     "batch-16": ({"batch_size": 16}, {}),
@@ -83,7 +87,7 @@ RECIPES = {
     ),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
-CANDIDATES = tuple(list(RECIPES)[:12])
+CANDIDATES = tuple(list(RECIPES)[:13])
 
 
 def base_params(backbone: str) -> dict:
@@ -146,7 +150,7 @@ def run_recipe(name: str, seed: int, work: Path, paths: dict[str, Path], raw: di
         k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)
     }
     run = {"steps": summary["steps"], "epochs": summary["epoch"], "images_per_s": summary["images_per_s"]}
-    return {"recipe": name, "seed": seed, **measures, **run}
+    return {"recipe": name, "seed": seed, **measures, **run, "commit": commit()}
 
 
 def worst(key: str, values: list[float]) -> float:
@@ -157,7 +161,7 @@ def table(runs: list[dict]) -> list[str]:
     """The markdown table: one row per recipe, each measure as "worst / median" over its seeds, sorted by
     the worst FID; measures that no run changes are named once below it."""
     names = list(dict.fromkeys(r["recipe"] for r in runs))
-    keys = [k for k in runs[0] if k not in ("recipe", "seed", *RUN_VALUES)]
+    keys = [k for k in runs[0] if k not in ("recipe", "seed", "commit", *RUN_VALUES)]
     varying = [k for k in keys if len({r.get(k) for r in runs}) > 1]
     rows = []
     for name in names:
@@ -204,6 +208,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def kept_runs(path: Path, budget: dict, runs: list[dict]) -> list[dict]:
+    """The runs of an earlier quality.json of the same budget that this invocation did not redo, so
+    recipes can be measured one invocation at a time; each run names the commit it ran at."""
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("budget") != budget:
+        return []
+    redone = {(r["recipe"], r["seed"]) for r in runs}
+    return [r for r in earlier["runs"] if (r["recipe"], r["seed"]) not in redone]
+
+
+def commit() -> str:
+    """The checked-out commit (with "+" when the tree has changes), recorded with every run."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     budget = {"minutes": 0.0 if args.steps else args.minutes, "steps": args.steps}
@@ -217,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                 began = time.perf_counter()
                 runs.append(run_recipe(name, seed, work, paths, raw, budget))
                 print(f"{name} seed {seed}: done in {time.perf_counter() - began:.0f} s", flush=True)
+    runs = kept_runs(GRIDS / "quality.json", budget, runs) + runs
     GRIDS.mkdir(parents=True, exist_ok=True)
     (GRIDS / "quality.json").write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
     spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of training"

@@ -133,6 +133,7 @@ class TrainParams(Section):
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
     resolution: int = Field(0, ge=0)
+    enlarge_real: bool = False
     noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(256, ge=8)
     g_upsample: Literal["transpose", "resize"] = "transpose"

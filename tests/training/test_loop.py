@@ -385,15 +385,15 @@ def test_the_policy_s_diffaugment_reaches_the_train_stage(prepared, run_train):
     assert any(not np.allclose(a, b) for a, b in zip(plain, augmented, strict=True))
 
 
-@pytest.mark.parametrize("resolution", [0, 8])
-def test_the_training_batches_hold_the_crops_as_d_sees_the_generators_drawings(resolution):
+@pytest.mark.parametrize("enlarge_real", [False, True])
+def test_with_enlarge_real_the_training_batches_hold_the_crops_as_d_sees_g_s_drawings(enlarge_real):
     from doggan import networks
 
     images = np.random.default_rng(0).integers(0, 256, (8, *SHAPE), dtype=np.uint8)
-    params = tiny_params(batch_size=8, resolution=resolution)
+    params = tiny_params(batch_size=8, resolution=8, enlarge_real=enlarge_real)
     batch = next(iter(train_dataset(images, np.zeros(8, np.int32), AugmentParams(flip=False), params, 0)))
-    expected = networks.as_drawn(images, params).astype(np.float32) / 127.5 - 1.0
+    expected = networks.as_drawn(images, params) if enlarge_real else images
     got = np.sort(batch["images"].numpy().reshape(8, -1), axis=0)
-    np.testing.assert_allclose(got, np.sort(expected.reshape(8, -1), axis=0), atol=1e-5)
-    if resolution:
+    np.testing.assert_allclose(got, np.sort(expected.reshape(8, -1) / 127.5 - 1.0, axis=0), atol=1e-5)
+    if enlarge_real:
         assert np.abs(got - np.sort(images.reshape(8, -1) / 127.5 - 1.0, axis=0)).mean() > 0.05

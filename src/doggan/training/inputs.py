@@ -42,11 +42,10 @@ def instance_noise_std(step: tf.Tensor, params: TrainParams, steps_per_epoch: in
 
 
 def train_dataset(images, labels, policy, params: TrainParams, start_step: int) -> tf.data.Dataset:
-    """Endless global batches of images, labels, noise, D targets and instance-noise σ (per example); the
-    images as D sees G's (`networks.as_drawn`)."""
-    images_ds = make_dataset(
-        networks.as_drawn(images, params), labels, policy, params.batch_size, seed=params.seed, repeat=True
-    )
+    """Endless global batches of images, labels, noise, D targets and instance-noise σ (per example); with
+    train.enlarge_real, the images as D sees G's (`networks.as_drawn`)."""
+    images = networks.as_drawn(images, params) if params.enlarge_real else images
+    images_ds = make_dataset(images, labels, policy, params.batch_size, seed=params.seed, repeat=True)
     steps = tf.data.Dataset.counter(start=start_step)
     steps_per_epoch = len(images) // params.batch_size
 
