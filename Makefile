@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint format bench quality clean
+.PHONY: install repro test lint format bench quality long-run clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ bench: install
 
 quality: install
 	$(BIN)/python benchmarks/quality.py --steps 3600 --seeds 0,1,2
+
+long-run: install
+	$(BIN)/python benchmarks/long_run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
