@@ -8,7 +8,8 @@ numeric measure `doggan.scoring.evaluation.score_images` returns as its worst an
 seeds: a recipe that draws dogs on one seed only is not a default. Each seed's sample grid is saved to
 docs/quality/<recipe>-seed<k>.png and every run's numbers, with the commit it ran at, to
 docs/quality/quality.json, where runs of the same budget accumulate over invocations (a recipe and seed
-run again replace their entry) and the table shows them all.
+run again replace their entry) and the table shows them all. A budget other than the steps `make repro`
+trains adds its own suffix to those names (`-10800steps`, `-3min`).
 Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [--backbone standin]
 [recipe ...]
 """
@@ -66,9 +67,10 @@ RECIPES = {
     "resize-lecam-0.3": ({**RESIZE, **LECAM}, {}),
     "resize-lecam-ada-all-ops": ({**RESIZE, **LECAM}, {**ALL_OPS, **ADA_FAST}),
     "enlarge-real": ({"enlarge_real": True}, {}),
+    "batch-32": ({"batch_size": 32}, {}),
+    "batch-32-enlarge-real": ({"batch_size": 32, "enlarge_real": True}, {}),
     "no-diffaug": ({}, {"diff": ""}),
     "lr-2e-4": ({"lr_g": 2e-4, "lr_d": 2e-4}, {}),
-    "batch-16": ({"batch_size": 16}, {}),
     "no-ema": ({"ema_decay": 0.0}, {}),
     "at-64": ({"resolution": 0}, {}),
     "biggan-16-at-64-diffaug": (
@@ -87,7 +89,7 @@ RECIPES = {
     ),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
-CANDIDATES = tuple(list(RECIPES)[:13])
+CANDIDATES = tuple(list(RECIPES)[:15])
 
 
 def base_params(backbone: str) -> dict:
@@ -118,8 +120,20 @@ def budget_values(train: dict, minutes: float, steps: int, n_crops: int) -> dict
     return {"epochs": 10_000, "time_budget_min": minutes}
 
 
-def run_recipe(name: str, seed: int, work: Path, paths: dict[str, Path], raw: dict, budget: dict) -> dict:
-    """Train one recipe on one seed within the budget; score N_SCORED images drawn from its generator."""
+def budget_tag(budget: dict, raw: dict, n_crops: int) -> str:
+    """ "" for the steps `make repro` trains (params.yaml's epochs), else "-<N>steps" or "-<M>min": the
+    suffix of the grids' and the json's names, so runs of another budget sit beside the pipeline's."""
+    if budget["steps"]:
+        pipeline = raw["train"]["epochs"] * (n_crops // raw["train"]["batch_size"])
+        return "" if budget["steps"] == pipeline else f"-{budget['steps']}steps"
+    return f"-{budget['minutes']:g}min"
+
+
+def run_recipe(
+    name: str, seed: int, work: Path, paths: dict[str, Path], raw: dict, budget: dict, tag: str = ""
+) -> dict:
+    """Train one recipe on one seed within the budget; score N_SCORED images drawn from its generator; its
+    grid is saved as <name><tag>-seed<seed>.png."""
     train, augment = RECIPES[name]
     train = {**raw["train"], **train, "seed": seed}
     n_crops = len(load_crops(paths["crops"]).images)
@@ -145,7 +159,7 @@ def run_recipe(name: str, seed: int, work: Path, paths: dict[str, Path], raw: di
     )
     scored = evaluation.score_images(images, paths["stats"], p.eval)
     GRIDS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}-seed{seed}.png")
+    shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}{tag}-seed{seed}.png")
     measures = {
         k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)
     }
@@ -235,14 +249,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="doggan-quality-") as tmp:
         work = Path(tmp)
         paths = prepare(work, raw)
+        tag = budget_tag(budget, raw, len(load_crops(paths["crops"]).images))
         for name in args.recipes:
             for seed in args.seeds:
                 began = time.perf_counter()
-                runs.append(run_recipe(name, seed, work, paths, raw, budget))
+                runs.append(run_recipe(name, seed, work, paths, raw, budget, tag))
                 print(f"{name} seed {seed}: done in {time.perf_counter() - began:.0f} s", flush=True)
-    runs = kept_runs(GRIDS / "quality.json", budget, runs) + runs
+    record = GRIDS / f"quality{tag}.json"
+    runs = kept_runs(record, budget, runs) + runs
     GRIDS.mkdir(parents=True, exist_ok=True)
-    (GRIDS / "quality.json").write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
+    record.write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
     spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of training"
     print(f"\n{spent} per run, seeds {args.seeds}; {N_SCORED} samples scored ({args.backbone} backbone)\n")
     print("\n".join(table(runs)))
