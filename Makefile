@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/input_pipeline.py
 
 quality: install
-	$(BIN)/python benchmarks/quality.py --steps 3600 --seeds 0,1,2
+	$(BIN)/python benchmarks/quality.py --steps 7200 --seeds 0,1,2
 
 long-run: install
 	$(BIN)/python benchmarks/long_run.py

@@ -1,5 +1,6 @@
 """Every preset trains on data of its shape with its own networks; an MNIST preset runs every stage."""
 
+import functools
 import json
 
 import keras
@@ -37,6 +38,7 @@ WIDTHS = {
     "dcgan-dogs": ([4 * 4 * 128, 512, 256, 128, 64, 32, 3], [64, 64, 128, 256, 1]),
 }
 BATCH = 4
+STEPS = 2
 
 
 def preset_params(name: str) -> params.TrainParams:
@@ -61,13 +63,33 @@ def kernels(model: keras.Model) -> set[int]:
     }
 
 
-@pytest.mark.parametrize("name", list(SHAPES))
-def test_each_preset_trains_a_few_steps_on_data_of_its_shape(name):
+@pytest.fixture(scope="module")
+def built():
+    """`built(name)`: a one-device strategy and, in its scope, the GAN of preset `name` for data of its
+    shape. The last one is kept, so the biggan-dogs GAN (seconds to build) serves both its tests."""
+
+    @functools.lru_cache(maxsize=1)
+    def build(name):
+        p = preset_params(name)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        with strategy.scope():
+            gan = build_gan(SHAPES[name], p, total_steps=STEPS, n_classes=3 if p.conditional else 0)
+        return strategy, gan
+
+    return build
+
+
+# The biggan-dogs tests share a worker, and so its one GAN.
+BIGGAN_GROUP = pytest.mark.xdist_group("biggan-dogs")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=BIGGAN_GROUP) if n == "biggan-dogs" else n for n in SHAPES]
+)
+def test_each_preset_trains_a_few_steps_on_data_of_its_shape(built, name):
     shape, p = SHAPES[name], preset_params(name)
     n_classes = 3 if p.conditional else 0
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    with strategy.scope():
-        gan = build_gan(shape, p, total_steps=3, n_classes=n_classes)
+    strategy, gan = built(name)
     if name in WIDTHS:
         assert (widths(gan.generator), widths(gan.discriminator)) == WIDTHS[name]
     images = np.random.default_rng(0).integers(0, 256, (2 * BATCH, *shape), dtype=np.uint8)
@@ -76,7 +98,7 @@ def test_each_preset_trains_a_few_steps_on_data_of_its_shape(name):
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     before = [w.copy() for w in gan.discriminator.get_weights()]
     step = make_train_step(strategy, gan, p)
-    for _ in range(3):
+    for _ in range(STEPS):
         values = {k: float(v) for k, v in step(next(iterator)).items()}
         assert np.all(np.isfinite(list(values.values()))), values
     assert any(not np.allclose(a, b) for a, b in zip(before, gan.discriminator.get_weights(), strict=True))
@@ -120,14 +142,16 @@ def test_the_recipes_keep_their_kernels_optimizers_and_noise():
     assert current_rate(gan.d_opt) > current_rate(gan.g_opt)
 
 
-def test_the_biggan_preset_is_the_winners_recipe_on_a_real_biggan():
+@BIGGAN_GROUP
+def test_the_biggan_preset_is_the_winners_recipe_on_a_real_biggan(built):
     p = params.parse({"train": {"preset": "biggan-dogs"}})
     big = p.train.model_copy(update={"batch_size": BATCH})
     assert (big.architecture, big.loss, big.batch_size) == ("biggan", "hinge", BATCH)
     assert (p.train.batch_size, big.lr_g, big.lr_d, big.beta_1, big.beta_2) == (32, 1e-4, 4e-4, 0.0, 0.999)
     assert big.conditional and big.attention == 32 and big.ema_decay == 0.9999 and big.ema_start > 0
     assert p.submission.truncation == 0.8 and p.augment.diff == "translation,cutout"
-    gan = build_gan((64, 64, 3), big, 10, n_classes=3)
+    assert big == preset_params("biggan-dogs")  # the GAN `built` makes is this one's
+    _, gan = built("biggan-dogs")
     g_layers = [type(layer).__name__ for layer in gan.generator._flatten_layers()]
     d_layers = [type(layer).__name__ for layer in gan.discriminator._flatten_layers()]
     assert "HierarchicalBatchNorm" in g_layers and "SelfAttention" in g_layers and "SelfAttention" in d_layers

@@ -3,7 +3,9 @@ with mixed precision, and train alike in one call of several steps; 2 workers on
 as without, in single steps and in a call of several.
 
 Logical devices must be configured before TensorFlow initialises its devices, so each check runs in
-a subprocess that executes this file as a script with a mode argument.
+a subprocess that executes this file as a script with a mode argument. The three runs (the steps plain,
+with XLA and in one call; the gradients of one and two replicas and mixed precision; the pair of workers)
+are session fixtures whose tests share an xdist group each, so the two pytest workers share them out.
 """
 
 import json
@@ -27,6 +29,7 @@ VARIANTS = {
     "mixed": {"mixed_precision": True},
     "mixed_xla": {"mixed_precision": True, "jit_compile": True},
 }
+IMAGES = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
 
 
 def gradients_on(strategy, inputs, diff=""):
@@ -54,11 +57,18 @@ def gradients_on(strategy, inputs, diff=""):
     return [x.numpy() for x in d], [x.numpy() for x in g], values.numpy()
 
 
-def replicas_main(out: str) -> None:
+def two_devices() -> None:
+    """Split the CPU into two logical devices (before TensorFlow initialises its devices)."""
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def gradient_arrays() -> dict:
+    """The gradients and losses of one step on one and on two replicas, without and with DiffAugment."""
+    import tensorflow as tf
+
     from doggan.training.inputs import step_inputs
 
     params = tiny_params(**PARAMS)
@@ -81,53 +91,71 @@ def replicas_main(out: str) -> None:
             arrays.update({f"{prefix}{run}_d{i}": x for i, x in enumerate(d)})
             arrays.update({f"{prefix}{run}_g{i}": x for i, x in enumerate(g)})
             arrays[f"{prefix}{run}_stats"] = stats
-    np.savez(out, **arrays)
+    return arrays
 
 
-def replica_variants_main(out: str) -> None:
-    """A few steps on two logical devices, plain, with XLA, with mixed precision and with both."""
+def variant_arrays(name: str) -> dict:
+    """Three steps of VARIANTS[name] on two logical devices: the step values, the weights before and after."""
     import keras
     import tensorflow as tf
 
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from doggan.params import AugmentParams
-    from doggan.training.calls import make_train_call
     from doggan.training.inputs import train_dataset
     from doggan.training.state import build_gan
     from doggan.training.step import make_train_step
 
-    images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
-    arrays = {}
-    for name, flags in VARIANTS.items():
-        params = tiny_params(**PARAMS, replay_size=8, **flags)
-        keras.mixed_precision.set_global_policy("mixed_float16" if params.mixed_precision else "float32")
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
-            gan = build_gan(SHAPE, params, 10)
-        start = gan.generator.get_weights() + gan.discriminator.get_weights()
-        dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
-        steps = {replay: make_train_step(strategy, gan, params, replay=replay) for replay in (False, True)}
-        values = [steps[k > 0](next(iterator)) for k in range(3)]  # the last two also replay fakes
-        arrays[f"{name}_values"] = np.array([[float(v) for v in step.values()] for step in values])
-        weights = gan.generator.get_weights() + gan.discriminator.get_weights()
-        arrays.update({f"{name}_start_{i:03d}": w for i, w in enumerate(start)})
-        arrays.update({f"{name}_end_{i:03d}": w for i, w in enumerate(weights)})
-        arrays[f"{name}_replicas"] = strategy.num_replicas_in_sync
+    params = tiny_params(**PARAMS, replay_size=8, **VARIANTS[name])
+    keras.mixed_precision.set_global_policy("mixed_float16" if params.mixed_precision else "float32")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        gan = build_gan(SHAPE, params, 10)
+    start = gan.generator.get_weights() + gan.discriminator.get_weights()
+    dataset = train_dataset(IMAGES, np.zeros(32, np.int32), AugmentParams(), params, 0)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    steps = {replay: make_train_step(strategy, gan, params, replay=replay) for replay in (False, True)}
+    values = [steps[k > 0](next(iterator)) for k in range(3)]  # the last two also replay fakes
     keras.mixed_precision.set_global_policy("float32")
+    weights = gan.generator.get_weights() + gan.discriminator.get_weights()
+    arrays = {f"{name}_values": np.array([[float(v) for v in step.values()] for step in values])}
+    arrays.update({f"{name}_start_{i:03d}": w for i, w in enumerate(start)})
+    arrays.update({f"{name}_end_{i:03d}": w for i, w in enumerate(weights)})
+    arrays[f"{name}_replicas"] = strategy.num_replicas_in_sync
+    return arrays
+
+
+def call_arrays() -> dict:
+    """The weights after three plain steps on two logical devices taken in one call of the train stage."""
+    import tensorflow as tf
+
+    from doggan.params import AugmentParams
+    from doggan.training.calls import make_train_call
+    from doggan.training.inputs import train_dataset
+    from doggan.training.state import build_gan
+
     params = tiny_params(**PARAMS, replay_size=8)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         gan = build_gan(SHAPE, params, 10)
-    dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
+    dataset = train_dataset(IMAGES, np.zeros(32, np.int32), AugmentParams(), params, 0)
     make_train_call(strategy, gan, params)(iter(strategy.experimental_distribute_dataset(dataset)), 3)
     weights = gan.generator.get_weights() + gan.discriminator.get_weights()
-    arrays.update({f"call_end_{i:03d}": w for i, w in enumerate(weights)})
-    np.savez(out, **arrays)
+    return {f"call_end_{i:03d}": w for i, w in enumerate(weights)}
+
+
+def steps_main(out: str) -> None:
+    """Three steps on two logical devices plain and with XLA, and the plain three in one call."""
+    two_devices()
+    np.savez(out, **variant_arrays("plain"), **variant_arrays("xla"), **call_arrays())
+
+
+def replicas_main(out: str) -> None:
+    """One step's gradients on one and two replicas; three mixed-precision steps without and with XLA."""
+    two_devices()
+    np.savez(out, **gradient_arrays(), **variant_arrays("mixed"), **variant_arrays("mixed_xla"))
 
 
 def worker_main(out: str) -> None:
+    """One worker of the cluster in TF_CONFIG: a step then a call of two, plain and then with XLA."""
     import tensorflow as tf
 
     from doggan.params import AugmentParams
@@ -137,25 +165,29 @@ def worker_main(out: str) -> None:
     from doggan.training.state import build_gan
     from doggan.training.step import make_train_step
 
-    params = tiny_params(**PARAMS, jit_compile=os.environ.get("XLA") == "1")
     strategy = loop.make_strategy()
-    with strategy.scope():
-        gan = build_gan(SHAPE, params, 10)
-    images = np.random.default_rng(0).integers(0, 256, (32, *SHAPE), dtype=np.uint8)
-    dataset = train_dataset(images, np.zeros(32, np.int32), AugmentParams(), params, 0)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    step, call = make_train_step(strategy, gan, params), make_train_call(strategy, gan, params)
-    step(next(iterator))
-    call(iterator, tf.constant(2))  # the train stage's call of several steps
-    weights = gan.generator.get_weights() + gan.discriminator.get_weights()
-    arrays = {f"arr_{i:03d}": w for i, w in enumerate(weights)}
+    arrays = {}
+    for name in ("plain", "xla"):
+        params = tiny_params(**PARAMS, **VARIANTS[name])
+        with strategy.scope():
+            gan = build_gan(SHAPE, params, 10)
+        dataset = train_dataset(IMAGES, np.zeros(32, np.int32), AugmentParams(), params, 0)
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        step, call = make_train_step(strategy, gan, params), make_train_call(strategy, gan, params)
+        step(next(iterator))
+        call(iterator, tf.constant(2))  # the train stage's call of several steps
+        weights = gan.generator.get_weights() + gan.discriminator.get_weights()
+        arrays.update({f"{name}_arr_{i:03d}": w for i, w in enumerate(weights)})
     np.savez(out, chief=loop.is_chief(strategy), replicas=strategy.num_replicas_in_sync, **arrays)
 
 
 def run_self(mode, out, env=None):
+    """Start `python this_file mode out`, with XLA's code generator unoptimised: compiling takes most of
+    these few-step runs, and what they check is what XLA computes, not how fast."""
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
     return subprocess.Popen(
         [sys.executable, str(HERE), mode, str(out)],
-        env=script_env(TF_CPP_MIN_LOG_LEVEL="2", **(env or {})),
+        env=script_env(TF_CPP_MIN_LOG_LEVEL="2", XLA_FLAGS=xla_flags, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -167,17 +199,48 @@ def finish(process, timeout=600):
     assert process.returncode == 0, output[-4000:]
 
 
+def run_once(tmp_path_factory, mode):
+    """The arrays `python this_file mode out` saves, for a session fixture."""
+    out = tmp_path_factory.mktemp(mode) / f"{mode}.npz"
+    finish(run_self(mode, out))
+    return dict(np.load(out))
+
+
+# Each fixture's tests share an xdist group: one worker runs them, its session keeping the single run.
+STEPS_GROUP = pytest.mark.xdist_group("distributed-steps")
+REPLICAS_GROUP = pytest.mark.xdist_group("distributed-replicas")
+WORKERS_GROUP = pytest.mark.xdist_group("distributed-workers")
+
+
+@pytest.fixture(scope="session")
+def steps(tmp_path_factory):
+    """The weights and step values after three steps on two logical devices, plain and with XLA, and the
+    weights after the plain three in one call."""
+    return run_once(tmp_path_factory, "steps")
+
+
+@pytest.fixture(scope="session")
+def replicas(tmp_path_factory):
+    """One step's gradients on one and two replicas, and three steps with mixed precision (VARIANTS
+    mixed, mixed_xla) on two logical devices."""
+    return run_once(tmp_path_factory, "replicas")
+
+
+def weights(data, name, when):
+    return [data[k] for k in sorted(data) if k.startswith(f"{name}_{when}_")]
+
+
 @pytest.mark.slow
-def test_two_replicas_compute_the_gradients_of_one(tmp_path):
-    finish(run_self("replicas", tmp_path / "grads.npz"))
-    data = np.load(tmp_path / "grads.npz")
+@REPLICAS_GROUP
+def test_two_replicas_compute_the_gradients_of_one(replicas):
+    data = replicas
     for prefix in DIFFS:
         assert int(data[f"{prefix}replicas"]) == 2
         np.testing.assert_allclose(
             data[f"{prefix}two_stats"], data[f"{prefix}one_stats"], rtol=1e-4, atol=1e-6
         )
         for kind in ("d", "g"):
-            names = sorted(k for k in data.files if k.startswith(f"{prefix}one_{kind}"))
+            names = sorted(k for k in data if k.startswith(f"{prefix}one_{kind}"))
             assert names
             for name in names:
                 one, two = data[name], data[name.replace("one_", "two_")]
@@ -186,29 +249,13 @@ def test_two_replicas_compute_the_gradients_of_one(tmp_path):
     assert not np.allclose(data["diff_one_d0"], data["one_d0"])
 
 
-# The tests of `variants` run on one xdist worker, whose session keeps its single subprocess run.
-VARIANTS_GROUP = pytest.mark.xdist_group("distributed-variants")
-
-
-@pytest.fixture(scope="session")
-def variants(tmp_path_factory):
-    """The weights and step values of each of VARIANTS after three steps on two logical devices."""
-    out = tmp_path_factory.mktemp("variants") / "variants.npz"
-    finish(run_self("variants", out))
-    return dict(np.load(out))
-
-
-def weights(data, name, when):
-    return [data[k] for k in sorted(data) if k.startswith(f"{name}_{when}_")]
-
-
 @pytest.mark.slow
-@VARIANTS_GROUP
-def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
-    assert int(variants["xla_replicas"]) == 2
-    np.testing.assert_allclose(variants["xla_values"], variants["plain_values"], rtol=1e-3, atol=1e-5)
+@STEPS_GROUP
+def test_xla_steps_on_two_replicas_match_the_plain_steps(steps):
+    assert int(steps["xla_replicas"]) == 2
+    np.testing.assert_allclose(steps["xla_values"], steps["plain_values"], rtol=1e-3, atol=1e-5)
     start, plain, xla = (
-        np.concatenate([w.ravel() for w in weights(variants, name, when)])
+        np.concatenate([w.ravel() for w in weights(steps, name, when)])
         for name, when in (("plain", "start"), ("plain", "end"), ("xla", "end"))
     )
     # Adam's first updates are about ±lr whatever the gradient's size, so a float difference in a
@@ -219,19 +266,19 @@ def test_xla_steps_on_two_replicas_match_the_plain_steps(variants):
 
 
 @pytest.mark.slow
-@VARIANTS_GROUP
-def test_three_steps_in_one_call_on_two_replicas_match_three_single_steps(variants):
-    for single, call in zip(weights(variants, "plain", "end"), weights(variants, "call", "end"), strict=True):
+@STEPS_GROUP
+def test_three_steps_in_one_call_on_two_replicas_match_three_single_steps(steps):
+    for single, call in zip(weights(steps, "plain", "end"), weights(steps, "call", "end"), strict=True):
         np.testing.assert_allclose(call, single, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow
-@VARIANTS_GROUP
+@REPLICAS_GROUP
 @pytest.mark.parametrize("name", ["mixed", "mixed_xla"])
-def test_mixed_precision_trains_on_two_replicas(variants, name):
-    assert int(variants[f"{name}_replicas"]) == 2
-    assert np.isfinite(variants[f"{name}_values"]).all()
-    start, end = weights(variants, name, "start"), weights(variants, name, "end")
+def test_mixed_precision_trains_on_two_replicas(replicas, name):
+    assert int(replicas[f"{name}_replicas"]) == 2
+    assert np.isfinite(replicas[f"{name}_values"]).all()
+    start, end = weights(replicas, name, "start"), weights(replicas, name, "end")
     assert all(np.isfinite(w).all() for w in end)
     assert any(not np.allclose(a, b) for a, b in zip(start, end, strict=True))
 
@@ -246,26 +293,33 @@ def free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("xla", [False, True])
-def test_two_workers_on_loopback_end_with_equal_weights(tmp_path, xla):
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+@pytest.fixture(scope="session")
+def workers(tmp_path_factory):
+    """The arrays of each of two workers on loopback, run at once as one cluster."""
+    folder = tmp_path_factory.mktemp("workers")
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
-        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {"TF_CONFIG": json.dumps(config), "XLA": str(int(xla))}
-        processes.append(run_self("worker", tmp_path / f"w{index}.npz", env))
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        processes.append(run_self("worker", folder / f"w{index}.npz", {"TF_CONFIG": json.dumps(config)}))
     for process in processes:
         finish(process)
-    first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    return [dict(np.load(folder / f"w{index}.npz")) for index in range(2)]
+
+
+@pytest.mark.slow
+@WORKERS_GROUP
+@pytest.mark.parametrize("name", ["plain", "xla"])
+def test_two_workers_on_loopback_end_with_equal_weights(workers, name):
+    first, second = workers
     assert bool(first["chief"]) and not bool(second["chief"])
     assert int(first["replicas"]) == 2
-    arrays = sorted(k for k in first.files if k.startswith("arr_"))
+    arrays = sorted(k for k in first if k.startswith(f"{name}_arr_"))
     assert arrays
     for key in arrays:
         np.testing.assert_allclose(first[key], second[key], rtol=1e-5, atol=1e-6)
 
 
 if __name__ == "__main__":
-    modes = {"replicas": replicas_main, "variants": replica_variants_main, "worker": worker_main}
+    modes = {"steps": steps_main, "replicas": replicas_main, "worker": worker_main}
     modes[sys.argv[1]](sys.argv[2])
