@@ -87,6 +87,7 @@ RECIPES = {
         },
         TRANS_CUT,
     ),
+    "fastgan": ({"architecture": "fastgan"}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])

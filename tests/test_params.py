@@ -182,7 +182,7 @@ def test_a_preset_s_values_are_checked_together_with_params_yaml_s(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "architecture", ["dcgan", "biggan", "dcgan-dogs", "dcgan-mnist", "dcgan-faces", "mlp"]
+    "architecture", ["dcgan", "biggan", "fastgan", "dcgan-dogs", "dcgan-mnist", "dcgan-faces", "mlp"]
 )
 def test_the_sides_params_accept_are_the_sides_the_networks_draw(architecture):
     from doggan import networks

@@ -19,6 +19,7 @@ from doggan.errors import DogganError
 
 log = logging.getLogger("doggan")
 Interpolation = Literal["area", "nearest", "linear", "cubic", "lanczos"]
+Architecture = Literal["dcgan", "biggan", "fastgan", "mlp", "dcgan-mnist", "dcgan-faces", "dcgan-dogs"]
 Range = Annotated[tuple[float, float], Field(strict=False)]
 DIFF_OPS = (
     "color",
@@ -128,7 +129,7 @@ class TrainParams(Section):
     """Training knobs. `preset` names a recipe whose values `Params` lays over these (doggan.presets)."""
 
     preset: presets.PresetName = "default"
-    architecture: Literal["dcgan", "biggan", "mlp", "dcgan-mnist", "dcgan-faces", "dcgan-dogs"] = "dcgan"
+    architecture: Architecture = "dcgan"
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(16, ge=1)
     z_dim: int = Field(128, ge=1)
@@ -277,6 +278,8 @@ def drawing_problem(architecture: str, side: int, z_dim: int) -> str:
         return ""
     if architecture in ("dcgan-mnist", "dcgan-faces"):
         return "" if side % 4 == 0 else "its G upsamples twice by 2, so the side must be a multiple of 4"
+    if architecture == "fastgan" and (side < 16 or side & (side - 1)):
+        return "its G doubles from 4×4 and its D decodes 8×8 and 16×16 maps: the side must be 16, 32, 64, ..."
     if side % 2 or side < 8:
         return "its G doubles the side from a start of 4-7 pixels (or an odd one): it must be even, 8 or more"
     doublings = 0

@@ -13,9 +13,10 @@ import numpy as np
 from keras import layers
 
 from doggan.errors import DogganError
-from doggan.networks import biggan, dcgan, dcgan_dogs, dcgan_faces, dcgan_mnist, mlp
+from doggan.networks import biggan, dcgan, dcgan_dogs, dcgan_faces, dcgan_mnist, fastgan, mlp
 from doggan.networks.attention import SelfAttention
 from doggan.networks.blocks import ConditionalBatchNorm, HierarchicalBatchNorm
+from doggan.networks.fastgan import GLU
 from doggan.networks.spectral import SpectralNorm
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConditionalBatchNorm",
+    "GLU",
     "HierarchicalBatchNorm",
     "SelfAttention",
     "SpectralNorm",
@@ -85,8 +87,11 @@ def make_discriminator(p: TrainParams, shape: Shape, n_classes: int = 0) -> kera
     """The discriminator of `p.architecture`, with a projection term for the class when `n_classes`.
 
     With train.resolution below the side, D average-pools its `shape` inputs, real and fake alike, down
-    to that side first: most of a step's work is D's, and it shrinks with the square of the side."""
+    to that side first: most of a step's work is D's, and it shrinks with the square of the side. FastGAN's
+    D pools inside its own model, which also holds its reconstruction decoders (`fastgan.Discriminator`)."""
     small = working_shape(p, shape)
+    if p.architecture == "fastgan":
+        return fastgan.Discriminator(p, shape, small)
     d = _discriminator(p, small, n_classes)
     if small == shape:
         return d
@@ -103,6 +108,8 @@ def _generator(p: TrainParams, shape: Shape, n_classes: int) -> keras.Model:
         return CLASSIC[p.architecture].make_generator(p.z_dim, shape, p)
     if p.architecture == "biggan":
         return biggan.make_generator(p, shape, n_classes)
+    if p.architecture == "fastgan":
+        return fastgan.make_generator(p, shape)
     return dcgan.make_generator(
         p.z_dim, shape, p.g_filters, n_classes, p.g_dropout, p.init_stddev, p.use_bias, p.g_upsample
     )

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from doggan.errors import DogganError
 from doggan.params import TrainParams
-from doggan.training import diffaugment, losses
+from doggan.training import diffaugment, losses, reconstruction
 from doggan.training.state import GAN, Ada, Replay, update_ema
 
 REPLAY_SEED_TAG = 7919  # folded into (seed, step) so replay draws differ from the step's other draws
@@ -128,14 +128,15 @@ class DiscriminatorResult(NamedTuple):
 def discriminator_pass(
     gan: GAN, params: TrainParams, inputs: dict, fake: tf.Tensor, global_batch: int, replay: bool, diff: str
 ) -> DiscriminatorResult:
-    """D called once on its batch (`discriminator_batch`), the losses, and their gradients with respect to
-    D's weights and to the fakes (scaled for mixed precision)."""
+    """D called once on its batch (`discriminator_batch`), the losses (with FastGAN's reconstruction loss,
+    doggan.training.reconstruction), and their gradients with respect to D's weights and to the fakes."""
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(fake)
         d_inputs = discriminator_batch(gan, params, inputs, fake, replay, diff)
-        logits = tf.cast(tf.reshape(gan.discriminator(d_inputs, training=True), [-1]), tf.float32)
+        logits, d_extra = reconstruction.judge(gan, params, d_inputs, inputs, global_batch)
+        logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
         values = step_losses(params, logits, inputs, global_batch, replay, lecam_terms(gan, params))
-        d_total, g_loss = values.pop("d_total"), values["g_loss"]
+        d_total, g_loss = values.pop("d_total") + d_extra, values["g_loss"]
         d_scaled = gan.d_opt.scale_loss(d_total) if params.mixed_precision else d_total
         g_scaled = gan.g_opt.scale_loss(g_loss) if params.mixed_precision else g_loss
     d_grads = tape.gradient(d_scaled, gan.discriminator.trainable_variables)
