@@ -48,7 +48,7 @@ def sle_names(model: keras.Model) -> set[str]:
     return {layer.name for layer in model.layers if isinstance(layer, keras.layers.Multiply)}
 
 
-def test_skip_excitation_gates_the_channels_of_the_big_map_by_the_small_one():
+def test_skip_excitation_gates_the_channels_of_the_target_map_by_the_source_map():
     small_in, big_in = keras.Input((8, 8, 6)), keras.Input((16, 16, 4))
     sle = keras.Model(
         [small_in, big_in], fastgan.skip_excitation(small_in, big_in, "glorot_uniform", name="s")
@@ -61,7 +61,7 @@ def test_skip_excitation_gates_the_channels_of_the_big_map_by_the_small_one():
     np.testing.assert_allclose(gate, np.broadcast_to(gate[:, :1, :1], gate.shape), rtol=1e-5)
     assert gate.min() > 0 and gate.max() < 1
     other = sle([small + rng.standard_normal(small.shape).astype("float32"), big]).numpy()
-    assert np.abs(other - out).max() > 1e-3  # the same big map, another small one: other gates
+    assert np.abs(other - out).max() > 1e-3  # the same target, another source: other gates
 
 
 def test_quadrant_takes_each_images_own_quarter():

@@ -1,6 +1,7 @@
 """FastGAN's reconstruction loss: zero when the decoders reconstruct exactly, a hand-computed value on a
 small case, and training steps under MirroredStrategy (several per call) that move D's decoders, which
-only this loss reaches; the train stage runs FastGAN through and its generator reloads."""
+only this loss reaches, and checkpoint them; the train stage runs FastGAN through and its generator
+reloads."""
 
 import numpy as np
 import tensorflow as tf
@@ -40,7 +41,7 @@ def test_the_loss_is_the_mean_absolute_errors_of_whole_and_quarter_summed():
     np.testing.assert_allclose(loss, [7.5 + 3.5, 23.5 + 25.5], rtol=1e-6)
 
 
-def test_steps_under_mirrored_strategy_train_the_decoders():
+def test_steps_under_mirrored_strategy_train_the_decoders_and_checkpoint_them(tmp_path):
     params = tiny_params(architecture="fastgan", steps_per_call=3, spectral_norm=True, loss="hinge")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     with strategy.scope():
@@ -58,6 +59,12 @@ def test_steps_under_mirrored_strategy_train_the_decoders():
     assert all(np.abs(a - b).max() > 0 for a, b in zip(decoders, moved, strict=True))
     logits = d(tf.zeros((2, *SIDE)))
     assert tuple(logits.shape) == (2, 1)  # still one logit per image outside the step
+    path = gan.checkpoint().write(str(tmp_path / "ckpt"))
+    with strategy.scope():
+        resumed = state.build_gan(SIDE, params, 100)
+    resumed.checkpoint().read(path).assert_existing_objects_matched()
+    again = resumed.discriminator.whole.trainable_variables + resumed.discriminator.part.trainable_variables
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(moved, again, strict=True))
 
 
 def test_fastgan_trains_through_the_stage_and_its_generator_reloads(prepared, run_train):

@@ -62,20 +62,22 @@ def doublings(side: int) -> int:
 
 
 def norm(x, synchronized: bool = True):
+    """Batch norm at the paper's momentum, its statistics over every replica's batch when `synchronized`."""
     return layers.BatchNormalization(momentum=MOMENTUM, synchronized=synchronized)(x)
 
 
-def skip_excitation(small, big, init, sn: tuple[bool, str] = (False, "keras"), name: str = ""):
-    """SLE: `small` average-pooled to 4×4, a 4×4 convolution to 1×1, LeakyReLU, a 1×1 convolution and a
-    sigmoid give one gate per channel of `big`, which it multiplies."""
-    x = layers.AveragePooling2D(small.shape[1] // 4, name=f"{name}_pool")(small)
-    width = big.shape[-1]
+def skip_excitation(source, target, init, sn: tuple[bool, str] = (False, "keras"), name: str = ""):
+    """SLE: `source` average-pooled to 4×4, a 4×4 convolution to 1×1, LeakyReLU, a 1×1 convolution and a
+    sigmoid give one gate per channel of `target`, which it multiplies (G gates a map with a lower
+    resolution one, D with a higher resolution one)."""
+    x = layers.AveragePooling2D(source.shape[1] // 4, name=f"{name}_pool")(source)
+    width = target.shape[-1]
     x = spectral(layers.Conv2D(width, 4, use_bias=False, kernel_initializer=init), *sn)(x)
     x = spectral(layers.Conv2D(width, 1, use_bias=False, kernel_initializer=init), *sn)(
-        layers.LeakyReLU(0.1)(x)
+        layers.LeakyReLU(0.2)(x)
     )
     gate = layers.Activation("sigmoid", name=f"{name}_gate")(x)
-    return layers.Multiply(name=name)([big, gate])
+    return layers.Multiply(name=name)([target, gate])
 
 
 def up_block(x, width: int, init, conv=None):
