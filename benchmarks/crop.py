@@ -8,9 +8,10 @@ rest two or three smaller ones side by side. It then measures
 the array, report and preview) inside this process, (c) the same as a user runs it, `doggan crop` as
 a process of its own (start-up and imports included), and (b) `cv2.imdecode` of the same zip members
 across the same number of processes, and prints a/b and c/b. Each is run twice, alternating, and its
-faster run counts.
+faster run counts. With a folder as second argument, the archives are kept there and reused by
+later runs with as many photos (they are made the same way every time).
 
-    .venv/bin/python benchmarks/crop.py [n_photos]
+    .venv/bin/python benchmarks/crop.py [n_photos] [archives_folder]
 """
 
 from __future__ import annotations
@@ -78,6 +79,18 @@ def make_archives(raw: Path, n: int, seed: int = 0) -> None:
             )
 
 
+def has_photos(raw: Path, n: int) -> bool:
+    """True when `raw` holds archives that `make_archives` wrote with `n` photos."""
+    try:
+        with (
+            zipfile.ZipFile(raw / "all-dogs.zip") as photos,
+            zipfile.ZipFile(raw / "Annotation.zip") as notes,
+        ):
+            return len(photos.namelist()) == len(notes.namelist()) == n
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 _zip: zipfile.ZipFile | None = None
 
 
@@ -127,10 +140,11 @@ def main() -> int:
     n_photos = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw"
-        raw.mkdir()
-        print(f"generating {n_photos} photos of {WIDTH}×{HEIGHT} (JPEG q90, seed 0)...", flush=True)
-        make_archives(raw, n_photos)
+        raw = Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else Path(tmp) / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        if not has_photos(raw, n_photos):
+            print(f"generating {n_photos} photos of {WIDTH}×{HEIGHT} (JPEG q90, seed 0)...", flush=True)
+            make_archives(raw, n_photos)
         size = (raw / "all-dogs.zip").stat().st_size / n_photos / 1024
         decode_runs, stage_runs, process_runs = [], [], []
         for run in range(2):  # alternate the two, best of two each, so neither gains from warm caches

@@ -1,9 +1,14 @@
-"""`doggan validate` and `doggan submit` as a user runs them: exit codes and what they print."""
+"""`doggan validate` and `doggan submit` as a user runs them: exit codes and what they print; the list
+of commands, and commands that import only what they run."""
+
+import subprocess
+import sys
 
 import pytest
 
-from doggan.cli import main
+from doggan.cli import _stage, main
 from doggan.output.submission import N_IMAGES
+from doggan.stages import NAMES
 
 
 @pytest.fixture
@@ -66,3 +71,35 @@ def test_submit_without_credentials_says_how_to_set_them_up(
 ):
     assert main(["submit", "--path", str(good_zip), "--params", str(params_file), "-m", "m"]) == 2
     explains_kaggle_setup(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "crop"]])
+def test_help_lists_every_stage_and_command_with_its_help(argv, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exited.value.code == 0
+    for name in NAMES:
+        assert f"{name} " in out and _stage(name).run.__doc__.strip() in out
+    assert "draw PNGs, a grid or a latent walk from a trained generator" in out
+    assert "write, push and follow the Kaggle notebook that runs the pipeline" in out
+    assert "check a submission zip against Kaggle's rules" in out
+
+
+def test_generate_and_kernel_keep_their_options(capsys):
+    for command, option in (("generate", "--walk-points"), ("kernel", "--wheels")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert option in capsys.readouterr().out
+
+
+def test_other_commands_leave_the_generate_and_kernel_modules_unimported(good_zip):
+    code = (
+        "import sys\nfrom doggan.cli import main\n"
+        f"status = main(['validate', {str(good_zip)!r}])\n"
+        "lazy = ('doggan.output.generate', 'doggan.output.kernel_runs')\n"
+        "print(status, [m for m in lazy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "0 []"

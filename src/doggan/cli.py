@@ -15,9 +15,10 @@ def _stage(name: str) -> ModuleType:
     return importlib.import_module(f"doggan.stages.{name}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from doggan.output import generate, kernel_runs
-
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The command line's parser. The options of `generate` and `kernel` come from modules that import
+    numpy and PIL: when `argv` starts with another command, they get bare entries (only the list of
+    commands, which that command never shows, would describe them)."""
     parser = argparse.ArgumentParser(prog="doggan", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in NAMES:
@@ -34,8 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--version", type=int, help="with --kernel: the notebook version (default: latest)")
     weights = sub.add_parser("weights", help="download Kaggle's Inception graph into the cache ahead of time")
     weights.add_argument("--private", action="store_true", help="also NASNetLarge's ImageNet weights")
-    generate.add_parser(sub)
-    kernel_runs.add_parser(sub)
+    if not argv or argv[0].startswith("-") or argv[0] in ("generate", "kernel"):
+        from doggan.output import generate, kernel_runs
+
+        generate.add_parser(sub)
+        kernel_runs.add_parser(sub)
+    else:
+        sub.add_parser("generate")
+        sub.add_parser("kernel")
     return parser
 
 
@@ -85,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry of the `doggan` command; a DogganError or a write the machine refused exits 2 with one line."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     return exit_status(lambda: _run(args))
 

@@ -357,15 +357,24 @@ def test_a_box_partly_outside_is_clipped_and_kept(tmp_path):
     assert report["crops"] == 1 and report["skipped_total"] == 0
 
 
-def test_a_corrupted_member_is_counted(tmp_path):
+@pytest.mark.parametrize("damage", ["data", "encrypted"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_corrupted_or_encrypted_member_is_counted(tmp_path, damage, workers):
     write_raw(tmp_path / "raw", {"ok": GOOD, "bad": GOOD}, {"ok": GOOD_NOTE, "bad": GOOD_NOTE})
     archive = tmp_path / "raw/all-dogs.zip"
     data = bytearray(archive.read_bytes())
     with zipfile.ZipFile(archive) as zf:
         info = zf.getinfo("all-dogs/bad.jpg")
-    data[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF  # a byte of its data: CRC mismatch
+    if damage == "data":
+        data[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF  # a byte of its data: CRC mismatch
+    else:  # the encryption flag in its local header and its directory entry: no password to read it
+        data[info.header_offset + 6] |= 1
+        entry = (
+            data.find(b"all-dogs/bad.jpg", data.find(b"PK\x01\x02")) - 46
+        )  # its name ends the entry's header
+        data[entry + 8] |= 1
     archive.write_bytes(bytes(data))
-    report, _ = run(tmp_path)
+    report, _ = run(tmp_path, PARAMS.model_copy(update={"workers": workers}))
     assert report["skipped"] == {"unreadable archive member": 1} and report["crops"] == 1
 
 

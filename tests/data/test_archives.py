@@ -1,6 +1,8 @@
 import io
 import stat
+import struct
 import zipfile
+import zlib
 
 import pytest
 
@@ -10,6 +12,7 @@ from doggan.data.archives import (
     is_image_name,
     is_intact,
     open_zip,
+    read_member,
     safe_members,
     unsafe_reason,
     write_member,
@@ -122,3 +125,86 @@ def test_members_are_written_with_reproducible_bytes(tmp_path):
             0,
             0,
         )
+
+
+def with_local_extra(info: zipfile.ZipInfo, extra: bytes) -> zipfile.ZipInfo:
+    """A member whose local header carries an extra field the directory does not (as some zippers write)."""
+    info.extra = extra
+    return info
+
+
+def test_read_member_reads_every_member_as_zipfile_does_without_moving_the_offset(tmp_path):
+    path = tmp_path / "a.zip"
+    photo = bytes(range(256)) * 300
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("all-dogs/stored.jpg", photo)
+        zf.writestr("Annotation/deflated", b"<annotation/>" * 40, zipfile.ZIP_DEFLATED)
+        zf.writestr("bz2", photo, zipfile.ZIP_BZIP2)
+        zf.writestr("lzma", photo, zipfile.ZIP_LZMA)
+        zf.writestr("empty", b"", zipfile.ZIP_DEFLATED)
+        zf.writestr("all-dogs/ünïcode.jpg", photo)
+        zf.writestr(
+            with_local_extra(zipfile.ZipInfo("extra.jpg"), struct.pack("<HH", 0xCAFE, 64) + bytes(64)), photo
+        )
+    with open_zip(path) as zf:
+        zf.fp.seek(7)
+        for info in zf.infolist():
+            assert read_member(zf, info) == zf.read(info), info.filename
+            zf.fp.seek(7)
+            read_member(zf, info)
+            assert zf.fp.tell() == 7
+
+
+def corrupt(path, name, change):
+    """Rewrite the archive with `change(data, data_start, header_offset)` applied to its bytes."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(path.read_bytes())
+    change(data, info.header_offset + 30 + len(info.filename.encode()), info.header_offset)
+    path.write_bytes(bytes(data))
+
+
+def flip(index):
+    def change(data, start, header):
+        data[index(start, header)] ^= 0xFF
+
+    return change
+
+
+CORRUPTIONS = {
+    "data byte (CRC)": flip(lambda start, header: start + 100),
+    "compressed byte": flip(lambda start, header: start + 2),
+    "signature": flip(lambda start, header: header),
+    "name in the local header": flip(lambda start, header: start - 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_read_member_refuses_what_zipfile_refuses(tmp_path, case, compression):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("all-dogs/a.jpg", bytes(range(256)) * 40)
+        zf.writestr("all-dogs/b.jpg", b"intact")
+    corrupt(path, "all-dogs/a.jpg", CORRUPTIONS[case])
+    with open_zip(path) as zf:
+        with pytest.raises((zipfile.BadZipFile, EOFError, zlib.error)):
+            zf.read("all-dogs/a.jpg")
+        with pytest.raises((zipfile.BadZipFile, EOFError, zlib.error)):
+            read_member(zf, zf.getinfo("all-dogs/a.jpg"))
+        assert read_member(zf, zf.getinfo("all-dogs/b.jpg")) == b"intact"
+
+
+def test_read_member_refuses_an_encrypted_member_as_unreadable(tmp_path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("all-dogs/a.jpg", b"ciphertext")
+    data = bytearray(path.read_bytes())
+    data[6] |= 1  # the encryption flag, in the local header and in the directory
+    data[data.find(b"PK\x01\x02") + 8] |= 1
+    path.write_bytes(bytes(data))
+    with open_zip(path) as zf:
+        with pytest.raises(RuntimeError, match="encrypted"):
+            zf.read("all-dogs/a.jpg")
+        with pytest.raises(zipfile.BadZipFile, match="encrypted"):
+            read_member(zf, zf.getinfo("all-dogs/a.jpg"))

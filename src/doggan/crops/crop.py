@@ -10,8 +10,10 @@ one photo.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,8 @@ log = logging.getLogger("doggan")
 class Plan(NamedTuple):
     images_path: Path
     notes_path: Path | None
+    images: zipfile.ZipFile  # the archives, open: the workers read members through their directories
+    notes: zipfile.ZipFile | None
     jobs: list[Job]
     n_images: int
     n_notes: int
@@ -58,13 +62,16 @@ class Collected:
             self.examples[reason].append(name)
 
 
-def plan_jobs(raw_dir: Path) -> Plan:
-    """Pair each photo with its annotation by image id; note refused members and unpaired files."""
+def plan_jobs(raw_dir: Path, archives: contextlib.ExitStack) -> Plan:
+    """Pair each photo with its annotation by image id; note refused members and unpaired files.
+
+    The archives stay open in `archives`, for the workers to read the members planned here.
+    """
     skips = []
     folder = raw_dir / "images.zip"
     images_path = folder if folder.exists() else raw_dir / "all-dogs.zip"
-    with open_zip(images_path) as zf:
-        members, refused = safe_members(zf)
+    images = archives.enter_context(open_zip(images_path))
+    members, refused = safe_members(images)
     skips += [(f"unsafe archive member ({reason})", name) for name, reason in refused.items()]
     photos: dict[str, str] = {}
     for info in sorted(members, key=lambda i: i.filename):
@@ -84,11 +91,11 @@ def plan_jobs(raw_dir: Path) -> Plan:
         raise ArchiveError(f"{images_path}: no images in the archive")
     if images_path == folder:
         jobs = [Job(photos[k], None, k) for k in sorted(photos)]
-        return Plan(images_path, None, jobs, len(photos), 0, skips)
+        return Plan(images_path, None, images, None, jobs, len(photos), 0, skips)
 
     notes_path = raw_dir / "Annotation.zip"
-    with open_zip(notes_path) as zf:
-        members, refused = safe_members(zf)
+    notes_zip = archives.enter_context(open_zip(notes_path))
+    members, refused = safe_members(notes_zip)
     skips += [(f"unsafe archive member ({reason})", name) for name, reason in refused.items()]
     notes: dict[str, str] = {}
     for info in sorted(members, key=lambda i: i.filename):
@@ -106,7 +113,7 @@ def plan_jobs(raw_dir: Path) -> Plan:
         else:
             skips.append(("image without annotation", photos[image_id]))
     skips += [("annotation without image", notes[k]) for k in sorted(set(notes) - set(photos))]
-    return Plan(images_path, notes_path, jobs, len(photos), len(notes), skips)
+    return Plan(images_path, notes_path, images, notes_zip, jobs, len(photos), len(notes), skips)
 
 
 def collect(plan: Plan, params: CropParams) -> Collected:
@@ -117,7 +124,7 @@ def collect(plan: Plan, params: CropParams) -> Collected:
     shape = (params.size, params.size, params.channels)
     arena = make_arena(len(plan.jobs), shape, slots_per_photo(params))
     with tqdm(total=len(plan.jobs), desc="crop", unit="img", smoothing=0.1) as bar:
-        for batch in batches(plan.jobs, plan.images_path, plan.notes_path, params, arena):
+        for batch in batches(plan.jobs, plan.images, plan.notes, params, arena):
             if batch.in_arena:
                 out.segments.append(arena[batch.start : batch.start + batch.in_arena])
             if len(batch.overflow):
@@ -145,8 +152,9 @@ def crop_stage(
     raw_dir: Path, params: CropParams, out_path: Path, report_path: Path, preview_path: Path
 ) -> dict:
     """Crop every annotated dog of the raw archives into one array file, with a report and a preview."""
-    plan = plan_jobs(Path(raw_dir))
-    got = collect(plan, params)
+    with contextlib.ExitStack() as archives:
+        plan = plan_jobs(Path(raw_dir), archives)
+        got = collect(plan, params)
     if not got.segments:
         raise DogganError(f"{plan.images_path}: no usable crops (skipped: {dict(got.skipped)})")
     names = np.array(sorted(set(got.breeds)))

@@ -1,17 +1,22 @@
-"""The crop stage's workers: a pool of processes, each with the archives open, cropping chunks of
-photos in order into a shared-memory arena, so crops never travel through pipes."""
+"""The crop stage's workers: processes that take chunks of photos by a shared counter and crop them
+into a shared-memory arena, so crops never travel through pipes.
+
+Forked workers inherit the archives the parent opened and planned with: they read members by
+positioned reads through its directory, read once. Each worker sends its batches through a pipe of
+its own, which the parent alone reads: no thread of the parent polls while the workers crop.
+"""
 
 from __future__ import annotations
 
-import functools
 import math
 import mmap
 import multiprocessing
 import os
+import traceback
 import zipfile
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
+from multiprocessing.connection import Connection, wait
 from typing import NamedTuple
 
 import cv2
@@ -20,12 +25,14 @@ import numpy as np
 from doggan.crops.decode import ImageError
 from doggan.crops.photo_crops import crop_image
 from doggan.data.annotations import AnnotationError, Box, parse
+from doggan.data.archives import open_zip, read_member
 from doggan.params import CropParams
 from doggan.processes import watch_parent
 
 CHUNK = 32  # photos per task sent to a worker: about 20 ms of work, so the pool ends together
 SLOTS_PER_PHOTO = 2  # arena room per photo for its box crops: Stanford Dogs has 22,125 dogs in 20,579 photos
 UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+FORKING = "fork" in multiprocessing.get_all_start_methods()
 _worker: dict = {}  # per process: the open archives and the arena
 
 
@@ -54,17 +61,16 @@ def slots_per_photo(params: CropParams) -> int:
     return SLOTS_PER_PHOTO + (params.whole_photos != "none")
 
 
-def _open_archives(images_path: Path, notes_path: Path | None) -> None:
-    """Open the archives that `_crop_chunk` reads, once per process."""
-    _worker["images"] = zipfile.ZipFile(images_path)
+def _open_archives(images_path: str, notes_path: str | None) -> None:
+    """Open the archives that `_crop_chunk` reads, in a worker that did not inherit them."""
+    _worker["images"] = open_zip(images_path)
     if notes_path is not None:
-        _worker["notes"] = zipfile.ZipFile(notes_path)
+        _worker["notes"] = open_zip(notes_path)
 
 
-def _close_archives() -> None:
-    for key in ("images", "notes"):
-        if key in _worker:
-            _worker.pop(key).close()
+def _read(key: str, name: str) -> bytes:
+    zf = _worker[key]
+    return read_member(zf, zf.getinfo(name))
 
 
 def make_arena(n_jobs: int, shape: tuple[int, ...], slots: int) -> np.ndarray | None:
@@ -88,7 +94,7 @@ def _read_boxes(job: Job) -> tuple[list[Box] | None, tuple[str, str] | None]:
     if job.note is None:
         return None, None
     try:
-        boxes = parse(_worker["notes"].read(job.note))
+        boxes = parse(_read("notes", job.note))
     except AnnotationError as exc:
         return None, (exc.reason, job.note)
     except UNREADABLE:
@@ -113,7 +119,7 @@ def _crop_chunk(task: tuple[int, list[Job]], params: CropParams) -> Batch:
             continue
         objects += len(boxes) if boxes is not None else 1
         try:
-            crops, reasons = crop_image(_worker["images"].read(job.member), boxes, params)
+            crops, reasons = crop_image(_read("images", job.member), boxes, params)
         except ImageError as exc:
             skips.append((exc.reason, job.member))
             continue
@@ -136,35 +142,105 @@ def _crop_chunk(task: tuple[int, list[Job]], params: CropParams) -> Batch:
     return Batch(len(jobs), start, written, extra, breeds, ids, objects, whole, skips)
 
 
+def _serve(
+    tasks: list, counter, conn: Connection, params: CropParams, parent: int, paths: tuple | None
+) -> None:
+    """A worker: crop the chunk the shared counter hands out next until none is left, sending each
+    chunk's batch (or the traceback of a failure) with its index."""
+    watch_parent(parent)
+    index = -1
+    if paths is not None:  # spawned: nothing inherited
+        cv2.setNumThreads(1)
+        _open_archives(*paths)
+    try:
+        while True:
+            with counter.get_lock():
+                index = counter.value
+                counter.value += 1
+            if index >= len(tasks):
+                return
+            conn.send((index, _crop_chunk(tasks[index], params), None))
+    except Exception:
+        conn.send((index, None, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _in_order(n_tasks: int, workers: dict[Connection, multiprocessing.Process]) -> Iterator[Batch]:
+    """The workers' batches in task order; a worker's failure or death is an error here."""
+    arrived, following = {}, 0
+    while following < n_tasks:
+        if not workers:
+            raise RuntimeError("crop workers ended before every photo was cropped")
+        for conn in wait(list(workers)):
+            try:
+                index, batch, failure = conn.recv()
+            except EOFError:
+                worker = workers.pop(conn)
+                worker.join()
+                if worker.exitcode:
+                    raise RuntimeError(f"a crop worker died (exit code {worker.exitcode})") from None
+                continue
+            if failure:
+                raise RuntimeError(f"a crop worker failed:\n{failure}")
+            arrived[index] = batch
+        while following in arrived:
+            yield arrived.pop(following)
+            following += 1
+
+
+def _start(context, workers: dict, tasks: list, params: CropParams, n_workers: int) -> None:
+    """Start the workers into `workers` (their pipe's reading end to each): forked ones inherit the
+    open archives and a single-threaded OpenCV (the processes are the parallelism); spawned ones open
+    the archives themselves."""
+    counter = context.Value("q", 0)
+    notes = _worker.get("notes")
+    paths = None if FORKING else (_worker["images"].filename, notes and notes.filename)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for _ in range(n_workers):
+            reader, writer = context.Pipe(duplex=False)
+            args = (tasks, counter, writer, params, os.getpid(), paths)
+            workers[reader] = context.Process(target=_serve, args=args, daemon=True)
+            workers[reader].start()
+            writer.close()
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _pool(tasks: list, params: CropParams, n_workers: int) -> Iterator[Batch]:
+    """Crop the tasks in `n_workers` processes, yielding their batches in order; however this ends
+    (done, failed, interrupted), no worker outlives it."""
+    workers: dict[Connection, multiprocessing.Process] = {}
+    try:
+        _start(multiprocessing.get_context("fork" if FORKING else "spawn"), workers, tasks, params, n_workers)
+        yield from _in_order(len(tasks), dict(workers))
+    finally:
+        for reader, worker in workers.items():
+            worker.terminate()
+            worker.join()
+            reader.close()
+
+
 def batches(
-    jobs: list[Job], images_path: Path, notes_path: Path | None, params: CropParams, arena: np.ndarray | None
+    jobs: list[Job],
+    images: zipfile.ZipFile,
+    notes: zipfile.ZipFile | None,
+    params: CropParams,
+    arena: np.ndarray | None,
 ) -> Iterator[Batch]:
-    """Crop the jobs chunk by chunk, in order: in a pool, or here when there is one worker."""
-    workers = params.workers or os.cpu_count() or 1
-    chunk = max(1, min(CHUNK, len(jobs) // (workers * 4)))
+    """Crop the jobs of the open archives chunk by chunk, in order: in workers, or here with one."""
+    n_workers = params.workers or os.cpu_count() or 1
+    chunk = max(1, min(CHUNK, len(jobs) // (n_workers * 4)))
     slots = slots_per_photo(params)
     tasks = [(i * slots, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
-    work = functools.partial(_crop_chunk, params=params)
-    forking = "fork" in multiprocessing.get_all_start_methods()
-    _worker["arena"] = arena if workers == 1 or forking else None
+    _worker.update(images=images, notes=notes, arena=arena if n_workers == 1 or FORKING else None)
     try:
-        if workers == 1:
-            _open_archives(images_path, notes_path)
-            try:
-                yield from map(work, tasks)
-            finally:
-                _close_archives()
-            return
-        context = multiprocessing.get_context("fork" if forking else None)
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # forked workers inherit a single-threaded OpenCV: the pool is the parallelism
-        try:
-            pool = context.Pool(
-                min(workers, len(tasks)), watch_parent, (os.getpid(), _open_archives, images_path, notes_path)
-            )
-        finally:
-            cv2.setNumThreads(threads)
-        with pool:
-            yield from pool.imap(work, tasks)
+        if n_workers == 1:
+            for task in tasks:
+                yield _crop_chunk(task, params)
+        else:
+            yield from _pool(tasks, params, min(n_workers, len(tasks)))
     finally:
-        _worker.pop("arena", None)
+        _worker.clear()

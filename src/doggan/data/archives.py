@@ -6,10 +6,14 @@ mode, so the same content always gives the same bytes.
 
 from __future__ import annotations
 
+import io
+import os
 import posixpath
 import shutil
 import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +21,8 @@ from doggan.errors import DogganError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a member's local file header, as zipfile reads it
+UNSUPPORTED_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, compressed patched data, strong encryption
 
 
 class ArchiveError(DogganError):
@@ -61,6 +67,53 @@ def safe_members(zf: zipfile.ZipFile) -> tuple[list[zipfile.ZipInfo], dict[str, 
         elif not info.is_dir():
             safe.append(info)
     return safe, refused
+
+
+def _data_start(zf: zipfile.ZipFile, info: zipfile.ZipInfo, raw: bytes) -> int:
+    """Where a member's data begins after its local header, checked as `ZipFile.open` checks it."""
+    if len(raw) < LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("Truncated file header")
+    signature, _, _, flags, *_, name_length, extra_length = LOCAL_HEADER.unpack_from(raw)
+    if signature != zipfile.stringFileHeader:
+        raise zipfile.BadZipFile("Bad magic number for file header")
+    encoding = "utf-8" if flags & 0x800 else zf.metadata_encoding or "cp437"
+    try:
+        name = raw[LOCAL_HEADER.size : LOCAL_HEADER.size + name_length].decode(encoding)
+    except UnicodeDecodeError:
+        name = None
+    if name != info.orig_filename:
+        raise zipfile.BadZipFile(f"File name in directory {info.orig_filename!r} and header {name!r} differ.")
+    return LOCAL_HEADER.size + name_length + extra_length
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """A member's bytes by positioned reads of the archive's file, with the checks of `ZipFile.read`.
+
+    Header, size and CRC-32 are checked as zipfile checks them; an encrypted member is a BadZipFile.
+    The file's offset never moves, so processes forked with the archive open share its file and its
+    directory, read once, without reading each other's bytes.
+    """
+    if not hasattr(os, "pread"):
+        return zf.read(info)
+    if info.flag_bits & UNSUPPORTED_FLAGS:
+        raise zipfile.BadZipFile(f"{info.orig_filename}: encrypted or patched member")
+    fd, size = zf.fp.fileno(), info.compress_size
+    raw = os.pread(fd, LOCAL_HEADER.size + len(info.filename) + len(info.extra) + size, info.header_offset)
+    start = _data_start(zf, info, raw)
+    if len(raw) < start + size:  # a local extra field longer than the directory's
+        raw += os.pread(fd, start + size - len(raw), info.header_offset + len(raw))
+    data = raw[start : start + size]
+    if info.compress_type == zipfile.ZIP_STORED:
+        data = data[: info.file_size]
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        data = zlib.decompressobj(-15).decompress(data, info.file_size) if info.file_size else b""
+    else:
+        data = zipfile.ZipExtFile(io.BytesIO(data), "r", info).read()
+    if len(data) != info.file_size:
+        raise EOFError(f"{info.orig_filename}: {len(data)} bytes of {info.file_size}")
+    if zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.orig_filename!r}")
+    return data
 
 
 def is_image_name(name: str) -> bool:
