@@ -59,6 +59,17 @@ def test_kid_is_seeded():
     assert measures.kid(real, fake, subsets=10, seed=3) == measures.kid(real, fake, subsets=10, seed=3)
 
 
+def test_kid_from_one_kernel_matches_kid_from_each_subsets_blocks(monkeypatch):
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(120, 8)), rng.normal(0.3, 1, (90, 8))
+    assert len(real) ** 2 <= measures.KID_KERNEL_ENTRIES
+    once = measures.kid(real, fake, subsets=7, subset_size=50, seed=4)
+    monkeypatch.setattr(measures, "KID_KERNEL_ENTRIES", 0)
+    per_subset = measures.kid(real, fake, subsets=7, subset_size=50, seed=4)
+    assert once["kid"] == pytest.approx(per_subset["kid"], rel=1e-12)
+    assert once["kid_std"] == pytest.approx(per_subset["kid_std"], rel=1e-9)
+
+
 def test_one_real_image_repeated_has_full_precision_and_no_recall_or_coverage():
     rng = np.random.default_rng(2)
     real = rng.normal(size=(400, 8))

@@ -24,22 +24,42 @@ PR_K = 3
 DC_K = 5
 KNN_CAP = 5000  # rows of each set the k-NN measures use (a seeded random subset beyond that)
 BLOCK = 1024  # rows per block of the distance computations
+KID_KERNEL_ENTRIES = 4_000_000  # kernels up to this size (32 MB) are computed once for all of KID's subsets
+
+
+def _cubic(a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
+    """The cubic polynomial kernel between the rows of a and b (cubed by products: `** 3` is pow)."""
+    k = a @ b.T / dim + 1
+    return k * k * k
+
+
+def _kernel_block(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray, whole) -> np.ndarray:
+    """The kernel between a[rows] and b[cols]: picked out of `whole` (a's and b's, or None), else computed."""
+    return whole[np.ix_(rows, cols)] if whole is not None else _cubic(a[rows], b[cols], a.shape[1])
 
 
 def kid(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> dict:
-    """KID: mean and std over `subsets` random subsets of min(subset_size, |real|, |fake|) rows each."""
+    """KID: mean and std over `subsets` random subsets of min(subset_size, |real|, |fake|) rows each.
+
+    Each kernel between two sets of at most KID_KERNEL_ENTRIES entries (the sample's real photos, the
+    samples scored during training) is computed once and every subset's block picked out of it."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     m = min(subset_size, len(real), len(fake))
     if m < 2:
         raise ValueError(f"KID needs at least 2 features per set, got {len(real)} real and {len(fake)} fake")
     rng, dim = np.random.default_rng(seed), real.shape[1]
+    whole = {
+        (name_a, name_b): _cubic(a, b, dim) if len(a) * len(b) <= KID_KERNEL_ENTRIES else None
+        for name_a, a, name_b, b in (("x", real, "x", real), ("y", fake, "y", fake), ("x", real, "y", fake))
+    }
     values = np.empty(subsets)
     for s in range(subsets):
-        x = real[rng.choice(len(real), m, replace=False)]
-        y = fake[rng.choice(len(fake), m, replace=False)]
-        within = (x @ x.T / dim + 1) ** 3 + (y @ y.T / dim + 1) ** 3
-        across = (x @ y.T / dim + 1) ** 3
-        values[s] = ((within.sum() - np.trace(within)) / (m - 1) - 2 * across.sum() / m) / m
+        i, j = rng.choice(len(real), m, replace=False), rng.choice(len(fake), m, replace=False)
+        xx = _kernel_block(real, real, i, i, whole["x", "x"])
+        yy = _kernel_block(fake, fake, j, j, whole["y", "y"])
+        xy = _kernel_block(real, fake, i, j, whole["x", "y"])
+        within = xx.sum() - np.trace(xx) + yy.sum() - np.trace(yy)
+        values[s] = (within / (m - 1) - 2 * xy.sum() / m) / m
     return {"kid": float(values.mean()), "kid_std": float(values.std()), "kid_subset_size": m}
 
 
