@@ -48,6 +48,20 @@ def test_workers_crop_the_archives_that_were_planned_even_when_replaced_since(tm
     assert got.ids == ids and not got.skipped and crops.min() > 150
 
 
+def test_spawned_workers_open_the_archives_themselves_and_crop_the_same(tmp_path):
+    write_raw(tmp_path, [f"a{i:02d}" for i in range(12)])
+    with contextlib.ExitStack() as archives:
+        plan = plan_jobs(tmp_path, archives)
+        got = {
+            start: list(batches(plan.jobs, plan.images, plan.notes, PARAMS, None, start))
+            for start in ("fork", "spawn")
+        }
+    forked, spawned = (
+        [np.concatenate([b.overflow for b in runs]), [b.ids for b in runs]] for runs in got.values()
+    )
+    assert np.array_equal(forked[0], spawned[0]) and forked[1] == spawned[1] and len(forked[0]) == 12
+
+
 def test_a_worker_that_fails_is_an_error_with_its_traceback(tmp_path):
     write_raw(tmp_path, ["a", "b"])
     jobs = [Job("all-dogs/a.jpg", None, "a"), Job("all-dogs/missing.jpg", None, "m")] * 8

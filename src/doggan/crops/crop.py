@@ -15,6 +15,7 @@ import logging
 import posixpath
 import zipfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -159,7 +160,10 @@ def crop_stage(
         raise DogganError(f"{plan.images_path}: no usable crops (skipped: {dict(got.skipped)})")
     names = np.array(sorted(set(got.breeds)))
     labels = np.searchsorted(names, np.array(got.breeds)).astype(np.int32)
-    save_crops(out_path, Crops(got.segments, labels, np.array(got.ids), names))
+    with ThreadPoolExecutor(1) as aside:  # the preview's PNG is encoded while the crops are written
+        preview = aside.submit(save_preview, preview_path, got.segments, params.preview)
+        save_crops(out_path, Crops(got.segments, labels, np.array(got.ids), names))
+        preview.result()
     report = {
         "images": plan.n_images,
         "annotations": plan.n_notes,
@@ -172,7 +176,6 @@ def crop_stage(
         "examples": dict(sorted(got.examples.items())),
     }
     write_json(report_path, report)
-    save_preview(preview_path, got.segments, params.preview)
     log.info(
         "crop: %d crops (%d of whole photos) of %d objects in %d photos; skipped %s",
         len(got.breeds),

@@ -32,7 +32,7 @@ from doggan.processes import watch_parent
 CHUNK = 32  # photos per task sent to a worker: about 20 ms of work, so the pool ends together
 SLOTS_PER_PHOTO = 2  # arena room per photo for its box crops: Stanford Dogs has 22,125 dogs in 20,579 photos
 UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
-FORKING = "fork" in multiprocessing.get_all_start_methods()
+START = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"  # how workers start
 _worker: dict = {}  # per process: the open archives and the arena
 
 
@@ -189,13 +189,13 @@ def _in_order(n_tasks: int, workers: dict[Connection, multiprocessing.Process]) 
             following += 1
 
 
-def _start(context, workers: dict, tasks: list, params: CropParams, n_workers: int) -> None:
+def _start(context, workers: dict, counter, tasks: list, params: CropParams, n_workers: int) -> None:
     """Start the workers into `workers` (their pipe's reading end to each): forked ones inherit the
     open archives and a single-threaded OpenCV (the processes are the parallelism); spawned ones open
     the archives themselves."""
-    counter = context.Value("q", 0)
     notes = _worker.get("notes")
-    paths = None if FORKING else (_worker["images"].filename, notes and notes.filename)
+    forked = context.get_start_method() == "fork"
+    paths = None if forked else (_worker["images"].filename, notes and notes.filename)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -209,12 +209,14 @@ def _start(context, workers: dict, tasks: list, params: CropParams, n_workers: i
         cv2.setNumThreads(threads)
 
 
-def _pool(tasks: list, params: CropParams, n_workers: int) -> Iterator[Batch]:
+def _pool(tasks: list, params: CropParams, n_workers: int, start: str) -> Iterator[Batch]:
     """Crop the tasks in `n_workers` processes, yielding their batches in order; however this ends
     (done, failed, interrupted), no worker outlives it."""
+    context = multiprocessing.get_context(start)
+    counter = context.Value("q", 0)  # held here: a spawned worker opens its semaphore as it starts
     workers: dict[Connection, multiprocessing.Process] = {}
     try:
-        _start(multiprocessing.get_context("fork" if FORKING else "spawn"), workers, tasks, params, n_workers)
+        _start(context, workers, counter, tasks, params, n_workers)
         yield from _in_order(len(tasks), dict(workers))
     finally:
         for reader, worker in workers.items():
@@ -229,18 +231,20 @@ def batches(
     notes: zipfile.ZipFile | None,
     params: CropParams,
     arena: np.ndarray | None,
+    start: str = START,
 ) -> Iterator[Batch]:
-    """Crop the jobs of the open archives chunk by chunk, in order: in workers, or here with one."""
+    """Crop the jobs of the open archives chunk by chunk, in order: in workers started by `start`
+    ("fork" or "spawn"), or here with one. Only forked workers share the arena."""
     n_workers = params.workers or os.cpu_count() or 1
     chunk = max(1, min(CHUNK, len(jobs) // (n_workers * 4)))
     slots = slots_per_photo(params)
     tasks = [(i * slots, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
-    _worker.update(images=images, notes=notes, arena=arena if n_workers == 1 or FORKING else None)
+    _worker.update(images=images, notes=notes, arena=arena if n_workers == 1 or start == "fork" else None)
     try:
         if n_workers == 1:
             for task in tasks:
                 yield _crop_chunk(task, params)
         else:
-            yield from _pool(tasks, params, min(n_workers, len(tasks)))
+            yield from _pool(tasks, params, min(n_workers, len(tasks)), start)
     finally:
         _worker.clear()
