@@ -4,15 +4,16 @@ Synthesis"), scaled to the working side (16, 32, 64, 128, ...).
 G: z → 4×4 (a dense layer, the paper's 4×4 transposed convolution of a 1×1 map), batch norm and GLU, then
 one up-block per doubling (nearest 2× upsampling, 3×3 convolution, batch norm, GLU) and skip-layer
 excitation (SLE): the map of side t/4 gates the channels of the map of side t, for every t ≥ 16; a 3×3
-convolution and tanh out. D: a 3×3 stem at the full side, the paper's DownBlockComp per halving down to
-4×4 (a strided 4×4 convolution block plus an average-pooled 1×1 shortcut, averaged), SLE from the map of
-side 4t onto the map of side t, and a 1×1 then 4×4 convolution to one logit. Its self-supervision: two
-small decoders reconstruct the real images D judges, the whole image at half the side from D's 8×8 map
+convolution and tanh out. D: a 3×3 stem at the full side, the paper's DownBlock per halving down to 4×4
+(a strided 4×4 convolution, batch norm, LeakyReLU), SLE from the map of side 4t onto the map of side t,
+and a 1×1 then 4×4 convolution to one logit. Its self-supervision: two small decoders reconstruct the real
+images D judges, the whole image at half the side from D's 8×8 map
 and one quarter of it from the matching quarter of D's 16×16 map (`Discriminator.reconstruct`, the loss
 in doggan.training.reconstruction).
 
 Simplifications of the paper, for a CPU budget: one convolution per up-block (no UpBlockComp with noise
-injection), LeakyReLU in the SLE (the paper's text; its code uses Swish), one logit from the full side
+injection) and per down-block (no DownBlockComp: its second convolution and pooled shortcut made a step
+1.5× slower), LeakyReLU in the SLE (the paper's text; its code uses Swish), one logit from the full side
 (no second, low-resolution logit and decoder). Params read: `g_filters` is the width of G's first
 convolution (its GLU halves it; halved at each doubling, at least 16 after the GLU), `d_filters` the width
 of D's map at half the side (doubled at each halving, capped at 8×), `spectral_norm` and `sn_form` (every
@@ -109,15 +110,9 @@ def make_generator(p: TrainParams, shape: Shape) -> keras.Model:
 
 
 def down_block(x, width: int, init, sn: tuple[bool, str]):
-    """The paper's DownBlockComp: (strided 4×4 conv, BN, LeakyReLU, 3×3 conv, BN, LeakyReLU) averaged with
-    (2× average pool, 1×1 conv, BN, LeakyReLU)."""
-    conv = lambda *args, **kw: spectral(  # noqa: E731
-        layers.Conv2D(*args, use_bias=False, kernel_initializer=init, **kw), *sn
-    )
-    main = layers.LeakyReLU(0.2)(norm(conv(width, 4, strides=2, padding="same")(x)))
-    main = layers.LeakyReLU(0.2)(norm(conv(width, 3, padding="same")(main)))
-    direct = layers.LeakyReLU(0.2)(norm(conv(width, 1)(layers.AveragePooling2D(2)(x))))
-    return layers.Average()([main, direct])
+    """The paper's DownBlock: a strided 4×4 convolution, batch norm, LeakyReLU."""
+    conv = layers.Conv2D(width, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init)
+    return layers.LeakyReLU(0.2)(norm(spectral(conv, *sn)(x)))
 
 
 def decoder(in_shape: tuple[int, int, int], side: int, width: int, channels: int, p: TrainParams, name: str):
