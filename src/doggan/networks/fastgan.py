@@ -7,9 +7,8 @@ excitation (SLE): the map of side t/4 gates the channels of the map of side t, f
 convolution and tanh out. D: a 3×3 stem at the full side, the paper's DownBlock per halving down to 4×4
 (a strided 4×4 convolution, batch norm, LeakyReLU), SLE from the map of side 4t onto the map of side t,
 and a 1×1 then 4×4 convolution to one logit. Its self-supervision: two small decoders reconstruct the real
-images D judges, the whole image at half the side from D's 8×8 map
-and one quarter of it from the matching quarter of D's 16×16 map (`Discriminator.reconstruct`, the loss
-in doggan.training.reconstruction).
+images D judges, the whole image at half the side from D's 8×8 map and one quarter of it from the matching
+quarter of D's 16×16 map (`Discriminator.reconstruct`, the loss in doggan.training.reconstruction).
 
 Simplifications of the paper, for a CPU budget: one convolution per up-block (no UpBlockComp with noise
 injection) and per down-block (no DownBlockComp: its second convolution and pooled shortcut made a step
