@@ -76,7 +76,7 @@ def _data_start(zf: zipfile.ZipFile, info: zipfile.ZipInfo, raw: bytes) -> int:
     signature, _, _, flags, *_, name_length, extra_length = LOCAL_HEADER.unpack_from(raw)
     if signature != zipfile.stringFileHeader:
         raise zipfile.BadZipFile("Bad magic number for file header")
-    encoding = "utf-8" if flags & 0x800 else zf.metadata_encoding or "cp437"
+    encoding = "utf-8" if flags & 0x800 else getattr(zf, "metadata_encoding", None) or "cp437"  # 3.11+
     try:
         name = raw[LOCAL_HEADER.size : LOCAL_HEADER.size + name_length].decode(encoding)
     except UnicodeDecodeError:
