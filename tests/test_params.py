@@ -187,7 +187,7 @@ def test_a_preset_s_values_are_checked_together_with_params_yaml_s(tmp_path):
 def test_the_sides_params_accept_are_the_sides_the_networks_draw(architecture):
     from doggan import networks
 
-    for side in (6, 10, 14, 18, 28, 30, 64):
+    for side in (6, 8, 10, 12, 14, 16, 18, 24, 28, 30, 32, 48, 64):
         train = params.TrainParams(architecture=architecture, z_dim=4, g_filters=16, d_filters=8, attention=0)
         refused = params.drawing_problem(architecture, side, train.z_dim)
         try:

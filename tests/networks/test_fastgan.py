@@ -82,17 +82,11 @@ def test_decoders_read_d_maps_and_are_d_weights():
     assert all(id(v) in ids for v in trunk.trainable_variables)
 
 
-def test_sides_params_accept_are_the_sides_fastgan_builds():
+def test_fastgan_draws_the_powers_of_two_from_16():
+    # that the networks build exactly the sides params accept: tests/test_params.py, for every architecture
     p = tiny(attention=0)
     for side in (8, 12, 16, 24, 32, 48, 64):
-        refused = params.drawing_problem("fastgan", side, p.z_dim)
-        try:
-            networks.make_generator(p, (side, side, 3))
-            networks.make_discriminator(p, (side, side, 3))
-            built = ""
-        except ValueError as exc:
-            built = str(exc)
-        assert bool(refused) == bool(built) == (side not in (16, 32, 64)), (side, refused, built)
+        assert bool(params.drawing_problem("fastgan", side, p.z_dim)) == (side not in (16, 32, 64)), side
 
 
 def test_saved_generator_reloads_with_the_same_output(tmp_path):
