@@ -88,6 +88,12 @@ RECIPES = {
         TRANS_CUT,
     ),
     "fastgan": ({"architecture": "fastgan"}, {}),
+    "conditional": ({"conditional": True}, {}),
+    "d-64": ({"d_filters": 64}, {}),
+    "enlarge-fake-nearest": ({"enlarge_real": False, "enlarge_fake": "nearest"}, {}),
+    "conditional-nearest": ({"conditional": True, "enlarge_real": False, "enlarge_fake": "nearest"}, {}),
+    "conditional-resize": ({"conditional": True, **RESIZE}, {}),
+    "conditional-d-64": ({"conditional": True, "d_filters": 64}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])

@@ -116,6 +116,15 @@ def test_the_replay_buffer_must_hold_a_batch():
     assert params.parse({"train": {"batch_size": 16, "replay_size": 16}}).train.replay_size == 16
 
 
+def test_enlarge_real_is_refused_with_nearest_enlarging_of_the_fakes():
+    with pytest.raises(params.ParamsError, match="enlarge_real and train.enlarge_fake: nearest"):
+        params.parse({"train": {"enlarge_real": True, "enlarge_fake": "nearest"}})
+    assert (
+        params.parse({"train": {"enlarge_real": False, "enlarge_fake": "nearest"}}).train.enlarge_fake
+        == "nearest"
+    )
+
+
 def literal_choices(annotation) -> list:
     """Every value a `Literal` (possibly inside an alias or a union) allows."""
     if typing.get_origin(annotation) is typing.Literal:

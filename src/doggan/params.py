@@ -135,6 +135,7 @@ class TrainParams(Section):
     z_dim: int = Field(128, ge=1)
     resolution: int = Field(0, ge=0)
     enlarge_real: bool = False
+    enlarge_fake: Literal["bilinear", "nearest"] = "bilinear"
     noise: Literal["normal", "uniform"] = "normal"
     g_filters: int = Field(256, ge=8)
     g_upsample: Literal["transpose", "resize"] = "transpose"
@@ -193,6 +194,11 @@ class TrainParams(Section):
             raise ValueError(
                 f"train.replay_size ({self.replay_size}) must hold at least one batch "
                 f"(train.batch_size {self.batch_size}), or be 0 (off)"
+            )
+        if self.enlarge_real and self.enlarge_fake == "nearest":
+            raise ValueError(
+                "train.enlarge_real and train.enlarge_fake: nearest do not go together: with nearest, D "
+                "judges G's drawings themselves against the crops pooled once, so set enlarge_real: false"
             )
         return self
 

@@ -95,6 +95,34 @@ def test_a_lower_resolution_draws_and_judges_small_and_hands_out_full_size_image
     np.testing.assert_allclose(loaded([z, labels]), images, atol=1e-5)
 
 
+def checkerboard(side: int) -> np.ndarray:
+    return np.tile(np.array([[1, -1], [-1, 1]], np.float32)[None, :, :, None], (1, side // 2, side // 2, 3))
+
+
+def test_bilinear_enlarging_then_pooling_hands_d_a_quarter_of_a_checkerboard():
+    dots = checkerboard(16)
+    seen = keras.layers.AveragePooling2D(2)(blocks.Enlarge(2)(dots, training=True)).numpy()
+    np.testing.assert_allclose(seen[:, 1:-1, 1:-1], 0.25 * dots[:, 1:-1, 1:-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("enlarge_fake", ["bilinear", "nearest"])
+def test_with_enlarge_fake_nearest_d_pools_back_exactly_what_g_drew_in_training(enlarge_fake, tmp_path):
+    from doggan import networks
+    from doggan.params import TrainParams
+
+    p = TrainParams(resolution=16, g_filters=32, enlarge_fake=enlarge_fake)
+    g = networks.make_generator(p, (32, 32, 3))
+    drawing = keras.Model(g.inputs, g.get_layer("image").output)
+    z = np.random.default_rng(0).standard_normal((2, 128)).astype("float32")
+    pooled = keras.layers.AveragePooling2D(2)(g(z, training=True)).numpy()
+    exact = np.allclose(pooled, drawing(z, training=True).numpy(), atol=1e-6)
+    assert exact == (enlarge_fake == "nearest")
+    bilinear = keras.layers.UpSampling2D(2, interpolation="bilinear")(drawing(z, training=False)).numpy()
+    np.testing.assert_allclose(g(z, training=False).numpy(), bilinear, atol=1e-6)
+    g.save(tmp_path / "g.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "g.keras")(z), bilinear, atol=1e-5)
+
+
 @pytest.mark.parametrize("resolution", [24, 128])
 def test_a_resolution_that_does_not_divide_the_side_is_refused(resolution):
     from doggan import networks

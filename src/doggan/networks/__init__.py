@@ -15,7 +15,7 @@ from keras import layers
 from doggan.errors import DogganError
 from doggan.networks import biggan, dcgan, dcgan_dogs, dcgan_faces, dcgan_mnist, fastgan, mlp
 from doggan.networks.attention import SelfAttention
-from doggan.networks.blocks import ConditionalBatchNorm, HierarchicalBatchNorm
+from doggan.networks.blocks import ConditionalBatchNorm, Enlarge, HierarchicalBatchNorm
 from doggan.networks.fastgan import GLU
 from doggan.networks.spectral import SpectralNorm
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConditionalBatchNorm",
+    "Enlarge",
     "GLU",
     "HierarchicalBatchNorm",
     "SelfAttention",
@@ -74,12 +75,13 @@ def make_generator(p: TrainParams, shape: Shape, n_classes: int = 0) -> keras.Mo
     """The generator of `p.architecture` for images of `shape`, class-conditional when `n_classes`.
 
     With train.resolution below the side, G draws at that side and its images are enlarged bilinearly to
-    `shape` inside the model, so every user of the generator gets images of `shape`."""
+    `shape` inside the model, so every user of the generator gets images of `shape`; while training, by
+    nearest instead with train.enlarge_fake: nearest (`blocks.Enlarge`)."""
     small = working_shape(p, shape)
     g = _generator(p, small, n_classes)
     if small == shape:
         return g
-    up = layers.UpSampling2D(shape[0] // small[0], interpolation="bilinear", dtype="float32", name="enlarge")
+    up = Enlarge(shape[0] // small[0], p.enlarge_fake == "nearest", dtype="float32", name="enlarge")
     return keras.Model(g.inputs, up(g.outputs[0]), name="generator")
 
 
