@@ -11,7 +11,7 @@ docs/quality/quality.json, where runs of the same budget accumulate over invocat
 run again replace their entry) and the table shows them all. A budget other than the steps `make repro`
 trains adds its own suffix to those names (`-10800steps`, `-3min`).
 Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [--backbone standin]
-[recipe ...]
+[--keep DIR] [recipe ...]
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ RECIPES = {
     "enlarge-fake-nearest": ({"enlarge_real": False, "enlarge_fake": "nearest"}, {}),
     "conditional-nearest": ({"conditional": True, "enlarge_real": False, "enlarge_fake": "nearest"}, {}),
     "conditional-resize": ({"conditional": True, **RESIZE}, {}),
+    "at-16": ({"resolution": 16}, {}),
+    "conditional-at-16": ({"conditional": True, "resolution": 16}, {}),
     "conditional-d-64": ({"conditional": True, "d_filters": 64}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
@@ -137,10 +139,17 @@ def budget_tag(budget: dict, raw: dict, n_crops: int) -> str:
 
 
 def run_recipe(
-    name: str, seed: int, work: Path, paths: dict[str, Path], raw: dict, budget: dict, tag: str = ""
+    name: str,
+    seed: int,
+    work: Path,
+    paths: dict[str, Path],
+    raw: dict,
+    budget: dict,
+    tag: str = "",
+    keep: Path | None = None,
 ) -> dict:
-    """Train one recipe on one seed within the budget; score N_SCORED images drawn from its generator; its
-    grid is saved as <name><tag>-seed<seed>.png."""
+    """Train one recipe on one seed within the budget; score N_SCORED images drawn from its generator. Its
+    grid is saved as <name><tag>-seed<seed>.png, its generator in `keep`/<name><tag>-seed<seed> if given."""
     train, augment = RECIPES[name]
     train = {**raw["train"], **train, "seed": seed}
     n_crops = len(load_crops(paths["crops"]).images)
@@ -167,6 +176,8 @@ def run_recipe(
     scored = evaluation.score_images(images, paths["stats"], p.eval)
     GRIDS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}{tag}-seed{seed}.png")
+    if keep:
+        shutil.copytree(out / "models", keep / f"{name}{tag}-seed{seed}", dirs_exist_ok=True)
     measures = {
         k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)
     }
@@ -218,6 +229,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2", help="comma list of train.seed values (default 0,1,2)")
     parser.add_argument("--backbone", default="standin", help="eval.backbone of the scores (default standin)")
     parser.add_argument(
+        "--keep", type=Path, help="folder to keep each run's generator in, to sample or score it again later"
+    )
+    parser.add_argument(
         "recipes", nargs="*", help=f"recipes to run (default: the candidates), of: {', '.join(RECIPES)}"
     )
     args = parser.parse_args(argv)
@@ -260,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.recipes:
             for seed in args.seeds:
                 began = time.perf_counter()
-                runs.append(run_recipe(name, seed, work, paths, raw, budget, tag))
+                runs.append(run_recipe(name, seed, work, paths, raw, budget, tag, args.keep))
                 print(f"{name} seed {seed}: done in {time.perf_counter() - began:.0f} s", flush=True)
     record = GRIDS / f"quality{tag}.json"
     runs = kept_runs(record, budget, runs) + runs
