@@ -1,6 +1,7 @@
 """The offline stand-in orders images as a person does: held-out photos of the embedded sample score
-best, then the same photos lightly blurred, then cut in 16-px tiles and shuffled, then colour blobs;
-by FID and by every measure beside it."""
+best, then the same photos lightly blurred, then with a transposed convolution's checkerboard of dots
+laid over them, then cut in 16-px tiles and shuffled, then colour blobs; by FID and by every measure
+beside it."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,10 @@ from doggan.data.photos import iter_photos
 from doggan.data.sample import write_sample
 from doggan.scoring import backbones, measures, mifid
 
-ORDER = ("held_out", "blurred", "tiles", "blobs")
+ORDER = ("held_out", "blurred", "dotted", "tiles", "blobs")
 TILE = 16
+DOTS = (2, 6)  # grey levels either side, drawn per image: as faint and as strong as in a stride-2
+# transposed convolution's 64-px samples (the checkerboard's amplitude over their 8-px windows)
 
 
 def photos(raw):
@@ -27,6 +30,18 @@ def shuffle_tiles(images, rng):
         mixed = tiles[rng.permutation(n * n)].reshape(n, n, TILE, TILE, 3).transpose(0, 2, 1, 3, 4)
         out.append(mixed.reshape(image.shape))
     return np.stack(out)
+
+
+def dotted(images, rng):
+    """A checkerboard of 2x2-px squares (period 4 px) laid over each image, at an amplitude and phase
+    drawn per image: the dots that stride-2 transposed convolutions leave on a generator's samples."""
+    y, x = np.mgrid[: images.shape[1], : images.shape[2]]
+    out = []
+    for image in images:
+        dy, dx = rng.integers(0, 4, 2)
+        sign = np.where(((y + dy) // 2 + (x + dx) // 2) % 2 == 0, 1, -1)[..., None]
+        out.append(np.clip(image.astype(np.int16) + rng.integers(DOTS[0], DOTS[1] + 1) * sign, 0, 255))
+    return np.stack(out).astype(np.uint8)
 
 
 def blobs(n, seed=0):
@@ -47,6 +62,7 @@ def sample(tmp_path_factory):
     references = {
         "held_out": held,
         "blurred": np.stack(blurred),
+        "dotted": dotted(held, np.random.default_rng(0)),
         "tiles": shuffle_tiles(held, np.random.default_rng(0)),
         "blobs": blobs(len(held)),
     }
@@ -69,7 +85,7 @@ def ordered(table, key, falling):
     return column == sorted(column, reverse=falling)
 
 
-def test_standin_orders_held_out_blurred_tiles_blobs_on_every_measure(sample):
+def test_standin_orders_held_out_blurred_dotted_tiles_blobs_on_every_measure(sample):
     real, references = sample
     table = scores(backbones.standin(), real, references)
     for key in ("fid", "kid"):
@@ -77,6 +93,16 @@ def test_standin_orders_held_out_blurred_tiles_blobs_on_every_measure(sample):
     for key in ("precision", "density", "recall", "coverage"):
         assert ordered(table, key, falling=True), (key, table)
     assert table["blurred"]["precision"] < 0.8 * table["held_out"]["precision"], table
+
+
+def test_dots_are_a_checkerboard_of_2px_squares():
+    flat = np.full((20, 8, 8, 3), 100, np.uint8)
+    dots = dotted(flat, np.random.default_rng(2)).astype(int) - 100
+    assert (dots[..., 0] == dots[..., 2]).all() and (dots.sum((1, 2)) == 0).all()
+    for grey in dots[..., 0]:
+        amplitude = grey.max()
+        assert DOTS[0] <= amplitude <= DOTS[1] and (np.abs(grey) == amplitude).all()
+        assert (grey[:, 2:] == -grey[:, :-2]).all() and (grey[2:] == -grey[:-2]).all()
 
 
 def test_tiles_are_shuffled_whole():
