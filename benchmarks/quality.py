@@ -51,6 +51,7 @@ SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
 ADA = {"ada_target": 0.6}
 ADA_FAST = {"ada_target": 0.6, "ada_kimg": 100.0}  # p can reach 1 within the 3,600 steps of a run
 RESIZE = {"g_upsample": "resize"}
+TRANSPOSE = {"conditional": False, "g_upsample": "transpose"}  # unconditional, as the defaults before 7d1c0e2
 LECAM = {"lecam": 0.3}
 # name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {
@@ -66,7 +67,7 @@ RECIPES = {
     "sngan-keras": (SNGAN, {}),
     "resize-lecam-0.3": ({**RESIZE, **LECAM}, {}),
     "resize-lecam-ada-all-ops": ({**RESIZE, **LECAM}, {**ALL_OPS, **ADA_FAST}),
-    "enlarge-real": ({"enlarge_real": True}, {}),
+    "enlarge-real": ({**TRANSPOSE, "enlarge_real": True}, {}),
     "batch-32": ({"batch_size": 32}, {}),
     "batch-32-enlarge-real": ({"batch_size": 32, "enlarge_real": True}, {}),
     "no-diffaug": ({}, {"diff": ""}),
@@ -87,15 +88,13 @@ RECIPES = {
         },
         TRANS_CUT,
     ),
-    "fastgan": ({"architecture": "fastgan"}, {}),
-    "conditional": ({"conditional": True}, {}),
-    "d-64": ({"d_filters": 64}, {}),
-    "enlarge-fake-nearest": ({"enlarge_real": False, "enlarge_fake": "nearest"}, {}),
-    "conditional-nearest": ({"conditional": True, "enlarge_real": False, "enlarge_fake": "nearest"}, {}),
+    "fastgan": ({**TRANSPOSE, "architecture": "fastgan"}, {}),
+    # Measured against the default before conditional resize blocks (`enlarge-real`), so each names its knobs.
+    "conditional": ({**TRANSPOSE, "conditional": True}, {}),
+    "unconditional-resize": ({**TRANSPOSE, **RESIZE}, {}),
     "conditional-resize": ({"conditional": True, **RESIZE}, {}),
-    "at-16": ({"resolution": 16}, {}),
-    "conditional-at-16": ({"conditional": True, "resolution": 16}, {}),
-    "conditional-d-64": ({"conditional": True, "d_filters": 64}, {}),
+    "enlarge-fake-nearest": ({**TRANSPOSE, "enlarge_real": False, "enlarge_fake": "nearest"}, {}),
+    "at-16": ({**TRANSPOSE, "resolution": 16}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])
