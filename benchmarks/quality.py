@@ -51,7 +51,7 @@ SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
 ADA = {"ada_target": 0.6}
 ADA_FAST = {"ada_target": 0.6, "ada_kimg": 100.0}  # p can reach 1 within the 3,600 steps of a run
 RESIZE = {"g_upsample": "resize"}
-TRANSPOSE = {"conditional": False, "g_upsample": "transpose"}  # unconditional, as the defaults before 7d1c0e2
+TRANSPOSE = {"conditional": False, "g_upsample": "transpose"}  # as every default before conditional-resize
 LECAM = {"lecam": 0.3}
 # name → (train overrides, augment overrides), each laid over params.yaml (whose own recipe is "default").
 RECIPES = {

@@ -69,6 +69,11 @@ def test_layers_sharing_an_initializer_draw_their_own_weights():
     np.testing.assert_array_equal(again.kernel.numpy(), first.kernel.numpy())
 
 
+def checkerboard(side: int) -> np.ndarray:
+    """A (1, side, side, 3) checkerboard of +-1 pixels: the dots of stride-2 transposed convolutions."""
+    return np.tile(np.array([[1, -1], [-1, 1]], np.float32)[None, :, :, None], (1, side // 2, side // 2, 3))
+
+
 def test_a_lower_resolution_draws_and_judges_small_and_hands_out_full_size_images(tmp_path):
     from doggan import networks
     from doggan.params import TrainParams
@@ -87,16 +92,12 @@ def test_a_lower_resolution_draws_and_judges_small_and_hands_out_full_size_image
     # D sees the average of each 4x4 block: two images with the same block averages score the same.
     rng = np.random.default_rng(1)
     flat = np.repeat(np.repeat(rng.uniform(-1, 1, (1, 16, 16, 3)), 4, 1), 4, 2).astype("float32")
-    wiggle = np.tile(np.array([[1, -1], [-1, 1]], np.float32)[None, :, :, None], (1, 32, 32, 3)) * 0.1
+    wiggle = checkerboard(64) * 0.1
     scores = d([np.concatenate([flat, flat + wiggle]), np.array([1, 1])], training=False).numpy()
     np.testing.assert_allclose(scores[0], scores[1], atol=1e-4)
     g.save(tmp_path / "g.keras")
     loaded = keras.models.load_model(tmp_path / "g.keras")
     np.testing.assert_allclose(loaded([z, labels]), images, atol=1e-5)
-
-
-def checkerboard(side: int) -> np.ndarray:
-    return np.tile(np.array([[1, -1], [-1, 1]], np.float32)[None, :, :, None], (1, side // 2, side // 2, 3))
 
 
 def test_bilinear_enlarging_then_pooling_hands_d_a_quarter_of_a_checkerboard():

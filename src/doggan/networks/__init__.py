@@ -63,7 +63,7 @@ def as_drawn(images: np.ndarray, p: TrainParams) -> np.ndarray:
     if side == images.shape[1]:
         return images
     factor = images.shape[1] // side
-    pool, enlarge = layers.AveragePooling2D(factor), layers.UpSampling2D(factor, interpolation="bilinear")
+    pool, enlarge = layers.AveragePooling2D(factor), Enlarge(factor)  # G's own enlargement, when sampling
     out = np.empty_like(images)
     for start in range(0, len(images), 1024):  # in chunks: 22,125 crops as float32 would take 1 GB
         enlarged = enlarge(pool(images[start : start + 1024].astype(np.float32)))
