@@ -218,6 +218,7 @@ class SubmissionParams(Section):
     seed: int = 0
     batch_size: int = Field(500, ge=1)
     truncation: float = Field(0.0, ge=0.0)
+    best_of: int = Field(1, ge=1)
     resize: bool = False
     workers: int = Field(0, ge=0)
     competition: str = "generative-dog-images"

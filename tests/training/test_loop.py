@@ -16,7 +16,7 @@ import tensorflow as tf
 from conftest import tiny_params
 
 from doggan.errors import DogganError
-from doggan.output import sampling
+from doggan.output import critic, sampling
 from doggan.params import AugmentParams
 from doggan.training import loop, losses, state
 from doggan.training import step as train_step
@@ -32,7 +32,9 @@ def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepare
     assert summary["steps"] == 8
     gen = sampling.load_generator(out / "models")
     assert gen.z_dim == 8 and gen.image_shape == SHAPE
-    assert next(sampling.generate(gen, 4, batch_size=4)).shape == (4, *SHAPE)
+    images = next(sampling.generate(gen, 4, batch_size=4))
+    assert images.shape == (4, *SHAPE)
+    assert np.isfinite(critic.score(critic.load_critic(out / "models", gen), images, None)).all()
     metrics = json.loads((out / "live" / "metrics.json").read_text())
     assert metrics["steps"] == 8 and metrics["epochs"] == 2
     for name in ("d_loss", "g_loss", "d_real", "d_fake", "lr_g", "lr_d", "images_per_s"):

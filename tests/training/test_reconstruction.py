@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from conftest import tiny_params
 
-from doggan.output import sampling
+from doggan.output import critic, sampling
 from doggan.params import AugmentParams
 from doggan.training import reconstruction, state
 from doggan.training.calls import make_train_call
@@ -72,4 +72,6 @@ def test_fastgan_trains_through_the_stage_and_its_generator_reloads(prepared, ru
     out, summary = run_train(prepared, params)
     assert summary["steps"] == 4
     gen = sampling.load_generator(out / "models")
-    assert next(sampling.generate(gen, 2, batch_size=2)).shape == (2, 16, 16, 3)
+    images = next(sampling.generate(gen, 2, batch_size=2))
+    assert images.shape == (2, 16, 16, 3)
+    assert np.isfinite(critic.score(critic.load_critic(out / "models", gen), images, None)).all()

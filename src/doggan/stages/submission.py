@@ -10,6 +10,7 @@ PARAMS = (
     "submission.seed",
     "submission.batch_size",
     "submission.truncation",
+    "submission.best_of",
     "submission.resize",
     "submission.workers",
     "train.preset",

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from doggan.files import atomic_path
+from doggan.output.critic import write_critic
 from doggan.output.grids import save_grid, to_uint8
 from doggan.output.sampling import GENERATOR_FILE, Generator, generate, sample_noise, write_meta
 from doggan.params import EvalParams, TrainParams
@@ -167,6 +168,9 @@ class EpochReporter:
         self.live.end()
         if self.best is None:
             write_generator(self.gan.sampler, self.meta, self.paths.models)
+        write_critic(
+            self.gan.discriminator, self.params, self.meta.image_shape, self.gan.n_classes, self.paths.models
+        )
         plots = self.paths.plots
         save_grid(
             plots / "samples.png", sample_grid(self.gan.sampler, self.noise, self.meta.n_classes), scale=2
