@@ -112,3 +112,23 @@ def test_the_submission_draws_the_best_of_k_and_says_what_to_do_without_a_discri
     with zipfile.ZipFile(zip_path) as zf:
         assert sorted(zf.namelist(), key=lambda n: int(n[:-4])) == [f"{i}.png" for i in range(20)]
     assert preview.is_file()
+
+
+def test_generate_best_of_draws_what_the_submission_draws_and_needs_the_discriminator(tmp_path, capsys):
+    from PIL import Image
+
+    from doggan.cli import main
+
+    model_dir = tmp_path / "models"
+    gen = save_generator(model_dir)
+    args = ["generate", "--model", str(model_dir), "--n", "6", "--best-of", "3", "--seed", "2"]
+    assert main([*args, "--out", str(tmp_path / "pngs")]) == 2
+    assert "discriminator.weights.h5: no trained discriminator" in capsys.readouterr().err
+    train = tiny_params(resolution=0)
+    critic_lib.write_critic(networks.make_discriminator(train, SHAPE), train, SHAPE, 0, model_dir)
+    assert main([*args, "--out", str(tmp_path / "pngs")]) == 0
+    written = np.stack([np.asarray(Image.open(tmp_path / "pngs" / f"{i}.png")) for i in range(6)])
+    critic = critic_lib.load_critic(model_dir, gen)
+    np.testing.assert_array_equal(written, next(critic_lib.best_of(gen, critic, 6, 3, seed=2)))
+    assert main([*args[:-4], "--best-of", "0", "--grid", str(tmp_path / "g.png")]) == 2
+    assert "--best-of must be at least 1" in capsys.readouterr().err

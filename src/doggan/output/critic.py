@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from doggan.errors import HandOverError
-from doggan.output.sampling import STAGE, Generator, sample_labels, sample_noise, sampler
+from doggan.errors import DogganError, HandOverError
+from doggan.output.sampling import STAGE, Generator, generate, sample_labels, sample_noise, sampler
 
 CRITIC_FILE = "discriminator.weights.h5"
 CRITIC_META = "discriminator.json"
@@ -92,3 +92,25 @@ def best_of(
         pick = np.argmax(np.stack(scores), axis=0)
         yield np.stack(candidates)[pick, np.arange(b)]
         done += b
+
+
+def draw(
+    gen: Generator,
+    model_dir: str | Path,
+    n: int,
+    k: int,
+    seed: int,
+    batch_size: int,
+    truncation: float,
+    off: str,
+) -> Iterator[np.ndarray]:
+    """`n` images in batches: straight from the generator when `k` is 1, else the best of `k` by the
+    discriminator saved beside it; without one, an error that names the file and `off`, the setting
+    that draws without it."""
+    if k == 1:
+        return generate(gen, n, seed, batch_size, truncation)
+    try:
+        critic = load_critic(model_dir, gen)
+    except FileNotFoundError as exc:
+        raise DogganError(f"{exc}; or draw without it: {off}") from None
+    return best_of(gen, critic, n, k, seed, batch_size, truncation)

@@ -22,11 +22,11 @@ from PIL import Image
 
 from doggan.errors import DogganError
 from doggan.files import atomic_path
+from doggan.output.critic import draw
 from doggan.output.grids import make_grid, save_grid
 from doggan.output.sampling import (
     META_FILE,
     Generator,
-    generate,
     load_generator,
     render,
     sample_labels,
@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--walk-steps", type=int, default=12, help="frames from one point to the next (12)")
     cmd.add_argument("--breed", help="the breed a conditional model draws (default: all, as trained)")
     cmd.add_argument("--truncation", type=float, default=0.0, help="redraw normal noise beyond ±this")
+    cmd.add_argument(
+        "--best-of", type=int, default=1, help="keep the best of K candidates per image by the trained D (1)"
+    )
     cmd.add_argument("--seed", type=int, default=0)
 
 
@@ -176,10 +179,16 @@ def kept(batches: Iterable[np.ndarray], into: list[np.ndarray], limit: int) -> I
         yield batch
 
 
-def first_images(gen: Generator, n: int, seed: int, truncation: float) -> list[np.ndarray]:
-    """The first GRID of `n` images drawn, drawing only the batches that hold them."""
+def drawn(gen: Generator, args: argparse.Namespace) -> Iterator[np.ndarray]:
+    """The --n images in batches, each the best of --best-of by the discriminator beside the generator."""
+    off = "--best-of 1"
+    return draw(gen, args.model, args.n, args.best_of, args.seed, BATCH, args.truncation, off=off)
+
+
+def first_images(batches: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The first GRID images of `batches`, drawing only the batches that hold them."""
     first: list[np.ndarray] = []
-    for _ in kept(generate(gen, n, seed, BATCH, truncation), first, GRID):
+    for _ in kept(batches, first, GRID):
         if sum(len(b) for b in first) >= GRID:
             break
     return first
@@ -189,18 +198,18 @@ def run(args: argparse.Namespace) -> int:
     """Run `doggan generate`: each output asked for, from one generator and one seed."""
     if not (args.out or args.grid or args.walk):
         raise DogganError("generate: nothing to write; give --out, --grid or --walk")
-    for name in ("n", "walk_points", "walk_steps"):
+    for name in ("n", "walk_points", "walk_steps", "best_of"):
         if getattr(args, name) < 1:
             raise DogganError(f"generate: --{name.replace('_', '-')} must be at least 1")
     gen = load(args.model, args.breed)
     first: list[np.ndarray] = []
     if args.out:
         out = Path(args.out)
-        batches = kept(generate(gen, args.n, args.seed, BATCH, args.truncation), first, GRID)
+        batches = kept(drawn(gen, args), first, GRID)
         (write_zip if out.suffix.lower() == ".zip" else write_folder)(batches, out)
         print(f"{out}: {args.n} images")
     if args.grid:
-        first = first or first_images(gen, args.n, args.seed, args.truncation)
+        first = first or first_images(drawn(gen, args))
         save_grid(args.grid, np.concatenate(first), scale=2)
         print(f"{args.grid}: grid of {sum(len(b) for b in first)} images")
     if args.walk:

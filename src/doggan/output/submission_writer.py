@@ -179,25 +179,9 @@ def _needs_resize(image_shape: tuple, params: SubmissionParams, model_dir: Path,
     return resize
 
 
-def _draw(gen, params: SubmissionParams, model_dir: Path):
-    """The submission's image batches: straight from the generator, or the best of `submission.best_of`
-    candidates by the discriminator saved beside it."""
-    from doggan.output.critic import best_of, load_critic
-    from doggan.output.sampling import generate
-
-    if params.best_of == 1:
-        return generate(gen, params.n_images, params.seed, params.batch_size, params.truncation)
-    try:
-        critic = load_critic(model_dir, gen)
-    except FileNotFoundError as exc:
-        raise DogganError(f"{exc}; or set submission.best_of: 1 to draw without it") from None
-    return best_of(
-        gen, critic, params.n_images, params.best_of, params.seed, params.batch_size, params.truncation
-    )
-
-
 def submission_stage(model_dir: Path, params: SubmissionParams, zip_path: Path, preview_path: Path) -> dict:
     """Generate `submission.n_images` images in batches into a zip of PNGs, validate it, draw a preview."""
+    from doggan.output.critic import draw
     from doggan.output.sampling import load_generator
 
     try:
@@ -210,7 +194,17 @@ def submission_stage(model_dir: Path, params: SubmissionParams, zip_path: Path, 
 
     def batches():
         shown = 0
-        for batch in _draw(gen, params, model_dir):
+        drawn = draw(
+            gen,
+            model_dir,
+            params.n_images,
+            params.best_of,
+            params.seed,
+            params.batch_size,
+            params.truncation,
+            off="submission.best_of: 1",
+        )
+        for batch in drawn:
             batch = to_kaggle_shape(batch) if resize else batch
             if shown < PREVIEW_IMAGES:
                 preview.append(batch[: PREVIEW_IMAGES - shown])
