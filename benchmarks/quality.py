@@ -10,8 +10,12 @@ docs/quality/<recipe>-seed<k>.png and every run's numbers, with the commit it ra
 docs/quality/quality.json, where runs of the same budget accumulate over invocations (a recipe and seed
 run again replace their entry) and the table shows them all. A budget other than the steps `make repro`
 trains adds its own suffix to those names (`-10800steps`, `-3min`).
+`--rescore DIR` trains nothing: it scores every generator `--keep` saved in DIR again with the current
+backbone, as its run was scored, and puts those measures in place of its run's in the record (`--records`,
+default docs/quality), so runs measured before a change of the backbone compare with the runs after it.
 Run: .venv/bin/python benchmarks/quality.py [--minutes 3 | --steps 3600] [--seeds 0,1,2] [--backbone standin]
-[--keep DIR] [recipe ...]
+[--keep DIR] [--records DIR] [recipe ...]
+     .venv/bin/python benchmarks/quality.py --rescore DIR [--backbone standin] [--records DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +50,8 @@ GRIDS = ROOT / "docs" / "quality"
 N_SCORED = 2000
 HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "distance", "distance_thresholded"}
 RUN_VALUES = ("steps", "epochs", "images_per_s")  # what each run reports beside the measures
+NOT_MEASURES = ("recipe", "seed", "commit", "rescored", *RUN_VALUES)
+BUDGET_TAG = re.compile(r"-\d+steps$|-\d+(\.\d+)?min$")  # budget_tag's suffixes
 TRANS_CUT = {"diff": "translation,cutout"}
 ALL_OPS = {"diff": "color,translation,cutout"}
 SNGAN = {"loss": "hinge", "spectral_norm": True, "beta_1": 0.0, "beta_2": 0.9}
@@ -168,20 +175,71 @@ def run_recipe(
         plots=out / "plots",
     )
     summary = loop.train_stage(run_paths, p.train, p.eval)
-    gen = sampling.load_generator(out / "models")
-    images = np.concatenate(
-        list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation))
-    )
-    scored = evaluation.score_images(images, paths["stats"], p.eval)
+    measures = score_generator(out / "models", paths["stats"], p)
     GRIDS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}{tag}-seed{seed}.png")
     if keep:
         shutil.copytree(out / "models", keep / f"{name}{tag}-seed{seed}", dirs_exist_ok=True)
-    measures = {
-        k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)
-    }
     run = {"steps": summary["steps"], "epochs": summary["epoch"], "images_per_s": summary["images_per_s"]}
     return {"recipe": name, "seed": seed, **measures, **run, "commit": commit()}
+
+
+def score_generator(models: Path, stats: Path, p: params.Params) -> dict[str, float]:
+    """The numeric measures of N_SCORED images drawn from a saved generator (noise seed 1, the submission's
+    truncation) against the real statistics: how every run is scored."""
+    gen = sampling.load_generator(models)
+    images = np.concatenate(
+        list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation))
+    )
+    scored = evaluation.score_images(images, stats, p.eval)
+    return {k: float(v) for k, v in scored.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+
+
+def kept_name(name: str) -> tuple[str, str, int] | None:
+    """(recipe, budget tag, seed) of a generator folder `--keep` saved, <recipe><tag>-seed<k>; None when the
+    name is not one of those or its recipe is unknown."""
+    found = re.fullmatch(r"(.+)-seed(\d+)", name)
+    if not found:
+        return None
+    tag = BUDGET_TAG.search(found[1])
+    tag = tag[0] if tag else ""
+    recipe = found[1][: len(found[1]) - len(tag)]
+    return (recipe, tag, int(found[2])) if recipe in RECIPES else None
+
+
+def rescore(keep: Path, records: Path, backbone: str) -> None:
+    """Score each generator kept in `keep` again with the current `backbone`, as `run_recipe` scored it, and
+    put the measures in place of its run's in records/quality<tag>.json: its steps, epochs, images/s and
+    commit stay, `rescored` names the commit and the scoring code's commit. Print each record's table."""
+    raw = base_params(backbone)
+    p = params.parse(raw)
+    loaded: dict[Path, dict] = {}
+    rescored = {"commit": commit(), "scoring": commit("src/doggan/scoring"), "backbone": backbone}
+    with tempfile.TemporaryDirectory(prefix="doggan-rescore-") as tmp:
+        stats = prepare(Path(tmp), raw)["stats"]
+        for folder in sorted(d for d in keep.iterdir() if (d / "generator.keras").is_file()):
+            parsed = kept_name(folder.name)
+            if parsed is None:
+                print(f"{folder.name}: not <recipe><tag>-seed<k> of a known recipe, skipped", flush=True)
+                continue
+            recipe, tag, seed = parsed
+            measures = score_generator(folder, stats, p)
+            record = records / f"quality{tag}.json"
+            if record not in loaded:
+                loaded[record] = json.loads(record.read_text()) if record.is_file() else {"runs": []}
+            runs = loaded[record]["runs"]
+            run = next((r for r in runs if (r["recipe"], r["seed"]) == (recipe, seed)), None)
+            shown = ", ".join(
+                f"{k} {measures[k]:.4g}" for k in ("fid", "kid", "precision", "density", "coverage")
+            )
+            print(f"{folder.name}: {shown}" + ("" if run else f" (no run of it in {record}, not recorded)"))
+            if run:
+                run.update(measures, rescored=rescored)
+    for record, content in loaded.items():
+        if content["runs"]:
+            record.write_text(json.dumps(content, indent=1) + "\n")
+            print(f"\n{record}, {N_SCORED} samples scored ({backbone} backbone)\n")
+            print("\n".join(table(content["runs"])))
 
 
 def worst(key: str, values: list[float]) -> float:
@@ -192,7 +250,7 @@ def table(runs: list[dict]) -> list[str]:
     """The markdown table: one row per recipe, each measure as "worst / median" over its seeds, sorted by
     the worst FID; measures that no run changes are named once below it."""
     names = list(dict.fromkeys(r["recipe"] for r in runs))
-    keys = [k for k in runs[0] if k not in ("recipe", "seed", "commit", *RUN_VALUES)]
+    keys = [k for k in runs[0] if k not in NOT_MEASURES]
     varying = [k for k in keys if len({r.get(k) for r in runs}) > 1]
     rows = []
     for name in names:
@@ -230,6 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", type=Path, help="folder to keep each run's generator in, to sample or score it again later"
     )
+    parser.add_argument("--rescore", type=Path, help="train nothing: score the generators kept in DIR again")
+    parser.add_argument("--records", type=Path, default=GRIDS, help="folder of the records (docs/quality)")
     parser.add_argument(
         "recipes", nargs="*", help=f"recipes to run (default: the candidates), of: {', '.join(RECIPES)}"
     )
@@ -254,15 +314,20 @@ def kept_runs(path: Path, budget: dict, runs: list[dict]) -> list[dict]:
     return [r for r in earlier["runs"] if (r["recipe"], r["seed"]) not in redone]
 
 
-def commit() -> str:
-    """The checked-out commit (with "+" when the tree has changes), recorded with every run."""
+def commit(path: str = ".") -> str:
+    """The last commit that changed `path` (the checked-out one for the whole tree), with "+" when its files
+    have changes: recorded with every run."""
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+" if git("status", "--porcelain", "--untracked-files=no") else "")
+    head = git("log", "-1", "--format=%h", "--", path) if path != "." else git("rev-parse", "--short", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", path)
+    return (head or "unknown") + ("+" if changed else "")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.rescore:
+        rescore(args.rescore, args.records, args.backbone)
+        return
     budget = {"minutes": 0.0 if args.steps else args.minutes, "steps": args.steps}
     raw = base_params(args.backbone)
     runs = []
@@ -275,9 +340,9 @@ def main(argv: list[str] | None = None) -> None:
                 began = time.perf_counter()
                 runs.append(run_recipe(name, seed, work, paths, raw, budget, tag, args.keep))
                 print(f"{name} seed {seed}: done in {time.perf_counter() - began:.0f} s", flush=True)
-    record = GRIDS / f"quality{tag}.json"
+    record = args.records / f"quality{tag}.json"
     runs = kept_runs(record, budget, runs) + runs
-    GRIDS.mkdir(parents=True, exist_ok=True)
+    args.records.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"budget": budget, "runs": runs}, indent=1) + "\n")
     spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min of training"
     print(f"\n{spent} per run, seeds {args.seeds}; {N_SCORED} samples scored ({args.backbone} backbone)\n")
