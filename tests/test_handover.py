@@ -11,7 +11,7 @@ from conftest import SQUARES, tiny_params, train_paths
 
 from doggan.crops.file import Crops, load_crops, save_crops
 from doggan.errors import HandOverError
-from doggan.output import sampling
+from doggan.output import critic, sampling
 from doggan.output.submission_writer import submission_stage
 from doggan.params import AugmentParams, EvalParams, SubmissionParams
 from doggan.scoring.evaluation import load_stats, read_submission, real_stats_stage, stored_backbone
@@ -42,6 +42,10 @@ def read_generator(path):
     return sampling.load_generator(path.parent)
 
 
+def read_critic(path):
+    return critic.load_critic(path.parent, sampling.load_generator(path.parent))
+
+
 # file under the run's folder, the reader given its path, the stage that writes it
 FILES = {
     "crops": ("crops.npz", load_crops, "crop"),
@@ -49,6 +53,8 @@ FILES = {
     "stats": ("stats.npz", load_stats, "real_stats"),
     "generator": ("out/models/generator.keras", read_generator, "train"),
     "generator_meta": ("out/models/generator.json", read_generator, "train"),
+    "critic": ("out/models/discriminator.weights.h5", read_critic, "train"),
+    "critic_meta": ("out/models/discriminator.json", read_critic, "train"),
     "submission": ("images.zip", read_submission, "submission"),
 }
 

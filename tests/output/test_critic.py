@@ -85,7 +85,24 @@ def test_a_missing_damaged_or_foreign_discriminator_is_named_with_the_command_th
         HandOverError, match=r"discriminator\.json: judges .* of 0 classes.*dvc repro -f train"
     ):
         critic_lib.load_critic(tmp_path, other)
-    weights.write_bytes(weights.read_bytes()[:200])
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:200])
+    with pytest.raises(
+        HandOverError, match=r"discriminator\.weights\.h5: truncated or corrupted: its SHA-256"
+    ):
+        critic_lib.load_critic(tmp_path, gen)
+    wider = tiny_params(resolution=0, d_filters=16)
+    critic_lib.write_critic(networks.make_discriminator(wider, SHAPE), wider, SHAPE, 0, tmp_path / "wide")
+    weights.write_bytes((tmp_path / "wide" / critic_lib.CRITIC_FILE).read_bytes())
+    record = json.loads(meta.read_text())
+    meta.write_text(
+        json.dumps(
+            {
+                **record,
+                "sha256": json.loads((tmp_path / "wide" / critic_lib.CRITIC_META).read_text())["sha256"],
+            }
+        )
+    )
     with pytest.raises(HandOverError, match=r"discriminator\.weights\.h5: not this discriminator's weights"):
         critic_lib.load_critic(tmp_path, gen)
     meta.write_text(json.dumps({"train": {"d_filters": "wide"}, "image_shape": [16, 16, 3], "n_classes": 0}))
