@@ -20,7 +20,7 @@ import pytest
 from conftest import script_env, tiny_params
 
 HERE = Path(__file__).resolve()
-SHAPE = (16, 16, 3)
+SHAPE = (8, 8, 3)  # the smallest side the networks draw: fewer blocks to trace and compile
 PARAMS = dict(label_noise=0.2, loss="gan")
 DIFFS = {"": "", "diff_": "color,translation,cutout"}  # without and with DiffAugment on D's inputs
 VARIANTS = {

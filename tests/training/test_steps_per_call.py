@@ -17,7 +17,7 @@ from doggan.training.inputs import train_dataset
 from doggan.training.state import build_gan
 from doggan.training.step import STEP_VALUES, make_train_step
 
-SHAPE = (16, 16, 3)
+SHAPE = (8, 8, 3)  # the smallest side the networks draw: fewer blocks to trace and compile
 TRICKS = dict(  # every piece of state the step carries, and both kinds of step of n_critic and replay
     loss="gan",
     n_critic=2,
