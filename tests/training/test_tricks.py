@@ -23,7 +23,7 @@ from doggan.training.state import build_gan
 from doggan.training.step import STEP_VALUES, make_train_step, step_losses, update_ada, update_lecam
 
 HERE = Path(__file__).resolve()
-SHAPE = (16, 16, 3)
+SHAPE = (8, 8, 3)  # the smallest side the networks draw: fewer blocks to trace and compile
 
 
 def tiny(**overrides):
