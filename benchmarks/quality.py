@@ -40,7 +40,8 @@ from doggan import params  # noqa: E402
 from doggan.crops import crop  # noqa: E402
 from doggan.crops.file import load_crops  # noqa: E402
 from doggan.data import download  # noqa: E402
-from doggan.output import sampling  # noqa: E402
+from doggan.output import critic, sampling  # noqa: E402
+from doggan.output.grids import save_grid  # noqa: E402
 from doggan.scoring import evaluation  # noqa: E402
 from doggan.training import loop  # noqa: E402
 from doggan.training.policy import augment_stage  # noqa: E402
@@ -48,6 +49,7 @@ from doggan.training.policy import augment_stage  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "docs" / "quality"
 N_SCORED = 2000
+GRID_IMAGES = 64  # the images of each saved grid, as the training grid
 HIGHER_IS_BETTER = {"precision", "recall", "density", "coverage", "distance", "distance_thresholded"}
 RUN_VALUES = ("steps", "epochs", "images_per_s")  # what each run reports beside the measures
 NOT_MEASURES = ("recipe", "seed", "commit", "rescored", *RUN_VALUES)
@@ -178,10 +180,20 @@ def run_recipe(
     measures = score_generator(out / "models", paths["stats"], p)
     GRIDS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}{tag}-seed{seed}.png")
+    if p.submission.best_of > 1:
+        save_best_of_grid(out / "models", p.submission, GRIDS / f"{name}{tag}-seed{seed}-best-of.png")
     if keep:
         shutil.copytree(out / "models", keep / f"{name}{tag}-seed{seed}", dirs_exist_ok=True)
     run = {"steps": summary["steps"], "epochs": summary["epoch"], "images_per_s": summary["images_per_s"]}
     return {"recipe": name, "seed": seed, **measures, **run, "commit": commit()}
+
+
+def save_best_of_grid(models: Path, submission: params.SubmissionParams, path: Path) -> None:
+    """64 images as the submission draws them, each the best of `submission.best_of` by the run's D."""
+    gen = sampling.load_generator(models)
+    k, truncation = submission.best_of, submission.truncation
+    drawn = critic.draw(gen, models, GRID_IMAGES, k, 0, GRID_IMAGES, truncation, off="submission.best_of: 1")
+    save_grid(path, np.concatenate(list(drawn)), scale=2)
 
 
 def score_generator(models: Path, stats: Path, p: params.Params) -> dict[str, float]:
