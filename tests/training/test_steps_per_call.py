@@ -56,6 +56,9 @@ def state_of(gan):
 XLA = dict(jit_compile=True, ema_decay=0.9, lecam=0.3)
 
 
+# Both cases share an xdist group: pytest-xdist starts groups before single tests, so these long ones
+# begin early rather than among the last, while the short tests fill both workers to the end.
+@pytest.mark.xdist_group("steps-per-call-k")
 @pytest.mark.parametrize("settings", [TRICKS, XLA], ids=["tricks", "xla"])
 def test_k_steps_in_one_call_train_as_k_single_steps(settings):
     params = tiny_params(**settings)

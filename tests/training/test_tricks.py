@@ -268,6 +268,10 @@ def test_ada_p_and_lecam_averages_are_logged_and_checkpointed(prepared, run_trai
 
 # --- two replicas ---------------------------------------------------------------------------------------
 
+# The two subprocess runs share an xdist group: pytest-xdist starts groups before single tests, so these
+# long ones begin early rather than last, while the short tests fill both workers to the end.
+TWO_REPLICAS = pytest.mark.xdist_group("tricks-two-replicas")
+
 
 def replicas_main(out: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -290,6 +294,7 @@ def replicas_main(out: str) -> None:
 
 
 @pytest.mark.slow
+@TWO_REPLICAS
 def test_replay_and_balancing_on_two_replicas(tmp_path):
     run_mode(HERE, "replicas", tmp_path / "out.npz")
     data = np.load(tmp_path / "out.npz")
@@ -320,6 +325,7 @@ def averages_main(out: str) -> None:
 
 
 @pytest.mark.slow
+@TWO_REPLICAS
 def test_lecam_and_ada_hold_one_value_for_every_replica(tmp_path):
     run_mode(HERE, "averages", tmp_path / "out.npz")
     data = np.load(tmp_path / "out.npz")
