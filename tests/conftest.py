@@ -140,6 +140,23 @@ def run_train():
     return run
 
 
+def save_generator(model_dir, side=64, z_dim=8, claimed_side=None):
+    """A tiny real generator (Dense → Reshape → tanh) of `side`-px images, saved in the pipeline's format
+    with metadata claiming `claimed_side` (default: `side`); returns the folder."""
+    import keras
+
+    from doggan.output.sampling import Generator, write_meta
+
+    keras.utils.set_random_seed(0)
+    z = keras.Input((z_dim,))
+    x = keras.layers.Reshape((side, side, 3))(keras.layers.Dense(side * side * 3)(z))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    keras.Model(z, keras.layers.Activation("tanh")(x)).save(model_dir / "generator.keras")
+    claimed = claimed_side or side
+    write_meta(model_dir, Generator(model=None, z_dim=z_dim, image_shape=(claimed, claimed, 3)))
+    return model_dir
+
+
 # --- submission zips ------------------------------------------------------------------------------------
 
 

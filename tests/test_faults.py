@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import descendants, running
-
-from doggan.output.sampling import Generator, write_meta
+from conftest import descendants, running, save_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMISSION = ROOT / "pipeline" / "submission.py"
@@ -48,18 +46,6 @@ def run_stage(cwd, preexec_fn=None, script=SUBMISSION, **env) -> subprocess.Comp
         timeout=300,
         preexec_fn=preexec_fn,
     )
-
-
-def save_generator(model_dir: Path, z_dim: int = 8) -> None:
-    """A tiny real generator (Dense → Reshape → tanh) in the pipeline's format."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    z = keras.Input((z_dim,))
-    x = keras.layers.Reshape((64, 64, 3))(keras.layers.Dense(64 * 64 * 3)(z))
-    model_dir.mkdir(parents=True)
-    keras.Model(z, keras.layers.Activation("tanh")(x)).save(model_dir / "generator.keras")
-    write_meta(model_dir, Generator(model=None, z_dim=z_dim))
 
 
 @pytest.fixture(scope="module")

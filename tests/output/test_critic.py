@@ -10,12 +10,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_params
+from conftest import save_generator, tiny_params
 
 from doggan import networks
 from doggan.errors import DogganError, HandOverError
 from doggan.output import critic as critic_lib
-from doggan.output.sampling import Generator, load_generator, render, sample_noise, write_meta
+from doggan.output.sampling import Generator, load_generator, render, sample_noise
 from doggan.output.submission_writer import submission_stage
 from doggan.params import SubmissionParams
 
@@ -23,15 +23,9 @@ SIDE = 16
 SHAPE = (SIDE, SIDE, 3)
 
 
-def save_generator(model_dir, z_dim=8):
-    """A tiny real generator (Dense → Reshape → tanh) saved in the pipeline's format."""
-    keras.utils.set_random_seed(0)
-    z = keras.Input((z_dim,))
-    x = keras.layers.Reshape(SHAPE)(keras.layers.Dense(SIDE * SIDE * 3)(z))
-    model_dir.mkdir(parents=True, exist_ok=True)
-    keras.Model(z, keras.layers.Activation("tanh")(x)).save(model_dir / "generator.keras")
-    write_meta(model_dir, Generator(model=None, z_dim=z_dim, image_shape=SHAPE))
-    return load_generator(model_dir)
+def tiny_generator(model_dir):
+    """A tiny real generator of SIDE-px images saved in the pipeline's format, loaded back."""
+    return load_generator(save_generator(model_dir, side=SIDE))
 
 
 def brightness_critic():
@@ -43,7 +37,7 @@ def brightness_critic():
 
 
 def test_best_of_keeps_for_each_image_the_candidate_the_critic_scores_highest(tmp_path):
-    gen = save_generator(tmp_path / "models")
+    gen = tiny_generator(tmp_path / "models")
     critic = brightness_critic()
     kept = np.concatenate(list(critic_lib.best_of(gen, critic, n=12, k=4, seed=3, batch_size=12)))
     rng = np.random.default_rng(3)  # the draws best_of makes: k noise batches per batch of images
@@ -115,7 +109,7 @@ def test_a_missing_damaged_or_foreign_discriminator_is_named_with_the_command_th
 
 def test_the_submission_draws_the_best_of_k_and_says_what_to_do_without_a_discriminator(tmp_path):
     model_dir = tmp_path / "models"
-    save_generator(model_dir)
+    tiny_generator(model_dir)
     params = SubmissionParams(n_images=20, batch_size=10, best_of=3, resize=True)
     zip_path, preview = tmp_path / "submission" / "images.zip", tmp_path / "submission" / "preview.png"
     with pytest.raises(
@@ -137,7 +131,7 @@ def test_generate_best_of_draws_what_the_submission_draws_and_needs_the_discrimi
     from doggan.cli import main
 
     model_dir = tmp_path / "models"
-    gen = save_generator(model_dir)
+    gen = tiny_generator(model_dir)
     args = ["generate", "--model", str(model_dir), "--n", "6", "--best-of", "3", "--seed", "2"]
     assert main([*args, "--out", str(tmp_path / "pngs")]) == 2
     assert "discriminator.weights.h5: no trained discriminator" in capsys.readouterr().err

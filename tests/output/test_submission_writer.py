@@ -5,12 +5,12 @@ import os
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+from conftest import save_generator
 from PIL import Image
 
 from doggan.errors import DogganError
@@ -18,21 +18,6 @@ from doggan.output.sampling import Generator, generate, load_generator, write_me
 from doggan.output.submission import N_IMAGES, validate
 from doggan.output.submission_writer import check_written, encode_pngs, submission_stage, write_zip
 from doggan.params import SubmissionParams
-
-
-def save_generator(model_dir: Path, side: int = 64, z_dim: int = 8) -> Path:
-    """A tiny real generator (Dense → Reshape → tanh) saved in the pipeline's format."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    z = keras.Input((z_dim,))
-    x = keras.layers.Dense(side * side * 3)(z)
-    x = keras.layers.Reshape((side, side, 3))(x)
-    out = keras.layers.Activation("tanh")(x)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    keras.Model(z, out).save(model_dir / "generator.keras")
-    write_meta(model_dir, Generator(model=None, z_dim=z_dim))
-    return model_dir
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +63,8 @@ def test_stage_is_deterministic_and_checks_a_test_zip_by_its_own_count(model_dir
 
 
 def test_stage_refuses_an_invalid_result_and_leaves_no_zip(tmp_path):
-    model = save_generator(tmp_path / "models", side=32)  # makes 32×32 images, metadata claims 64×64
+    # makes 32×32 images, metadata claims 64×64
+    model = save_generator(tmp_path / "models", side=32, claimed_side=64)
     zip_path = tmp_path / "submission/images.zip"
     params = SubmissionParams(n_images=20, batch_size=20, workers=1)
     with pytest.raises(DogganError, match=r"draws \(32, 32, 3\), but generator\.json says .*\(64, 64, 3\)"):
@@ -87,7 +73,7 @@ def test_stage_refuses_an_invalid_result_and_leaves_no_zip(tmp_path):
 
 
 def test_stage_needs_a_64x64_rgb_generator(tmp_path):
-    model = save_generator(tmp_path / "models", side=32)
+    model = save_generator(tmp_path / "models", side=32, claimed_side=64)
     write_meta(model, Generator(model=None, z_dim=8, image_shape=(32, 32, 3)))
     with pytest.raises(DogganError, match=r"generator\.json: the generator makes \(32, 32, 3\) images"):
         submission_stage(model, SubmissionParams(), tmp_path / "i.zip", tmp_path / "p.png")
