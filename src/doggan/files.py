@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -164,3 +165,13 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_json(path: str | Path, obj: object, sort_keys: bool = True) -> None:
     """Write JSON atomically; `sort_keys=False` keeps the given order (metrics shown in that order)."""
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n").encode())
+
+
+def digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file, read in 1 MB blocks: for weights pinned by a checksum, and for files
+    whose format keeps none (HDF5), so a flipped byte is caught when they are read."""
+    hasher = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            hasher.update(block)
+    return hasher.hexdigest()

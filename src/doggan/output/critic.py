@@ -9,7 +9,6 @@ FastGAN's D is a subclassed model that Keras cannot save whole.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from doggan.errors import DogganError, HandOverError
+from doggan.files import atomic_path, digest, write_json
 from doggan.output.sampling import STAGE, Generator, generate, sample_labels, sample_noise, sampler
 
 CRITIC_FILE = "discriminator.weights.h5"
@@ -25,18 +25,11 @@ CRITIC_META = "discriminator.json"
 
 def write_critic(model, params, image_shape: tuple[int, ...], n_classes: int, model_dir: Path) -> None:
     """Save D's weights and the train params, image shape and classes that rebuild it, atomically."""
-    from doggan.files import atomic_path, write_json
-
     with atomic_path(Path(model_dir) / CRITIC_FILE, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-        digest = _sha256(tmp)
+        checksum = digest(tmp)
     meta = {"train": params.model_dump(mode="json"), "image_shape": list(image_shape), "n_classes": n_classes}
-    write_json(Path(model_dir) / CRITIC_META, {**meta, "sha256": digest})
-
-
-def _sha256(path: Path) -> str:
-    """The file's SHA-256: HDF5 keeps no checksum of its data, so a flipped byte would load silently."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    write_json(Path(model_dir) / CRITIC_META, {**meta, "sha256": checksum})
 
 
 def load_critic(model_dir: str | Path, gen: Generator):
@@ -55,7 +48,7 @@ def load_critic(model_dir: str | Path, gen: Generator):
         meta = json.loads(meta_path.read_text())
         params = TrainParams.model_validate(meta["train"])
         shape, n_classes = tuple(int(s) for s in meta["image_shape"]), int(meta["n_classes"])
-        digest = str(meta["sha256"])
+        recorded = str(meta["sha256"])
     except (ValueError, KeyError, TypeError) as exc:
         problem = f"not discriminator metadata, truncated or altered ({type(exc).__name__}: {exc})"
         raise HandOverError(meta_path, problem, STAGE) from None
@@ -63,7 +56,7 @@ def load_critic(model_dir: str | Path, gen: Generator):
         drawn = f"{gen.image_shape} of {gen.n_classes}"
         problem = f"judges {shape} images of {n_classes} classes; the generator draws {drawn}"
         raise HandOverError(meta_path, problem, STAGE)
-    if _sha256(weights_path) != digest:
+    if digest(weights_path) != recorded:
         problem = f"truncated or corrupted: its SHA-256 is not the one {CRITIC_META} records"
         raise HandOverError(weights_path, problem, STAGE)
     model = networks.make_discriminator(params, shape, n_classes)

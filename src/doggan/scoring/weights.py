@@ -9,7 +9,6 @@ NASNET), for mirrors; another URL un-pins the real file's size and checksum.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ import requests
 from tqdm import tqdm
 
 from doggan.errors import DogganError
-from doggan.files import atomic_path
+from doggan.files import atomic_path, digest
 
 log = logging.getLogger("doggan")
 CONNECT_TIMEOUT = 4.0  # seconds to reach the server: what an offline machine loses
@@ -106,21 +105,13 @@ def keras_weights(name: str) -> Spec:
     return configured("NASNET", KERAS[name]) if name == "nasnet" else KERAS[name]
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    hasher = hashlib.new(algorithm, usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
 def problem(path: Path, spec: Spec) -> str | None:
     """Why the file at `path` is not the one `spec` pins (size, checksum), or None when it is."""
     size = path.stat().st_size
     if spec.size and size != spec.size:
         return f"{size} bytes where {spec.size} were expected"
     algorithm = "md5" if len(spec.digest) == 32 else "sha256"
-    if spec.digest and (found := _digest(path, algorithm)) != spec.digest:
+    if spec.digest and (found := digest(path, algorithm)) != spec.digest:
         return f"checksum {found} where {spec.digest} was expected"
     return None
 
@@ -180,7 +171,7 @@ def fetch(spec: Spec, folder: Path | None = None) -> Located:
             f"{target.parent}: cannot write the weights cache ({exc}); set DOGGAN_CACHE to a writable folder"
         ) from None
     if not spec.digest:
-        log.info("%s: sha256 %s (not pinned)", target, _digest(target, "sha256"))
+        log.info("%s: sha256 %s (not pinned)", target, digest(target))
     return Located(str(target), "url", spec.url)
 
 
