@@ -177,29 +177,31 @@ def run_recipe(
         plots=out / "plots",
     )
     summary = loop.train_stage(run_paths, p.train, p.eval)
-    measures = score_generator(out / "models", paths["stats"], p)
+    gen = sampling.load_generator(out / "models")
+    measures = score_generator(gen, paths["stats"], p)
     GRIDS.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "plots" / "samples.png", GRIDS / f"{name}{tag}-seed{seed}.png")
     if p.submission.best_of > 1:
-        save_best_of_grid(out / "models", p.submission, GRIDS / f"{name}{tag}-seed{seed}-best-of.png")
+        save_best_of_grid(gen, out / "models", p.submission, GRIDS / f"{name}{tag}-seed{seed}-best-of.png")
     if keep:
         shutil.copytree(out / "models", keep / f"{name}{tag}-seed{seed}", dirs_exist_ok=True)
     run = {"steps": summary["steps"], "epochs": summary["epoch"], "images_per_s": summary["images_per_s"]}
     return {"recipe": name, "seed": seed, **measures, **run, "commit": commit()}
 
 
-def save_best_of_grid(models: Path, submission: params.SubmissionParams, path: Path) -> None:
-    """64 images as the submission draws them, each the best of `submission.best_of` by the run's D."""
-    gen = sampling.load_generator(models)
+def save_best_of_grid(
+    gen: sampling.Generator, models: Path, submission: params.SubmissionParams, path: Path
+) -> None:
+    """64 images as the submission draws them, each the best of `submission.best_of` by the D saved in
+    `models` beside `gen`."""
     k, truncation = submission.best_of, submission.truncation
     drawn = critic.draw(gen, models, GRID_IMAGES, k, 0, GRID_IMAGES, truncation, off="submission.best_of: 1")
     save_grid(path, np.concatenate(list(drawn)), scale=2)
 
 
-def score_generator(models: Path, stats: Path, p: params.Params) -> dict[str, float]:
+def score_generator(gen: sampling.Generator, stats: Path, p: params.Params) -> dict[str, float]:
     """The numeric measures of N_SCORED images drawn from a saved generator (noise seed 1, the submission's
     truncation) against the real statistics: how every run is scored."""
-    gen = sampling.load_generator(models)
     images = np.concatenate(
         list(sampling.generate(gen, N_SCORED, seed=1, truncation=p.submission.truncation))
     )
@@ -235,7 +237,7 @@ def rescore(keep: Path, records: Path, backbone: str) -> None:
                 print(f"{folder.name}: not <recipe><tag>-seed<k> of a known recipe, skipped", flush=True)
                 continue
             recipe, tag, seed = parsed
-            measures = score_generator(folder, stats, p)
+            measures = score_generator(sampling.load_generator(folder), stats, p)
             record = records / f"quality{tag}.json"
             if record not in loaded:
                 loaded[record] = json.loads(record.read_text()) if record.is_file() else {"runs": []}
