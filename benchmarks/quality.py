@@ -104,6 +104,8 @@ RECIPES = {
     "conditional-resize": ({"conditional": True, **RESIZE}, {}),
     "enlarge-fake-nearest": ({**TRANSPOSE, "enlarge_real": False, "enlarge_fake": "nearest"}, {}),
     "at-16": ({**TRANSPOSE, "resolution": 16}, {}),
+    "top-k-0.5": ({"top_k": 0.5}, {}),
+    "top-k-0.75": ({"top_k": 0.75}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])

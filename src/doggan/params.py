@@ -157,6 +157,8 @@ class TrainParams(Section):
     spectral_norm: bool = True
     sn_form: Literal["keras", "paper"] = "keras"
     lecam: float = Field(0.0, ge=0.0)
+    top_k: float = Field(1.0, gt=0.0, le=1.0)
+    top_k_decay: float = Field(0.99, gt=0.0, le=1.0)
     real_label_range: Range = (0.7, 1.0)
     fake_label_range: Range = (0.0, 0.3)
     label_noise: float = Field(0.05, ge=0.0, le=1.0)

@@ -75,3 +75,19 @@ def test_lecam_penalty_on_hand_values():
     fake = tf.constant([0.8, 0.0, -1.5])
     got = losses.lecam_penalty(real, fake, tf.constant(0.5), tf.constant(-0.2)).numpy()
     np.testing.assert_allclose(got, [1.2**2 + 0.0, 0.0 + 0.5**2, 0.0 + 2.0**2], rtol=1e-6)
+
+
+def test_top_k_weights_keep_the_highest_scored_share_and_average_over_it():
+    fake = tf.constant([3.0, -1.0, 2.0, 0.0])
+    np.testing.assert_allclose(losses.top_k_weights(fake, tf.constant(0.5)).numpy(), [2, 0, 2, 0])
+    # ceil(0.3 x 4) = 2 kept; a share below one fake still keeps the best one
+    np.testing.assert_allclose(losses.top_k_weights(fake, tf.constant(0.3)).numpy(), [2, 0, 2, 0])
+    np.testing.assert_allclose(losses.top_k_weights(fake, tf.constant(0.01)).numpy(), [4, 0, 0, 0])
+    np.testing.assert_allclose(losses.top_k_weights(fake, tf.constant(1.0)).numpy(), [1, 1, 1, 1])
+
+
+def test_top_k_share_starts_whole_and_decays_each_epoch_to_its_floor():
+    assert losses.top_k_fraction(0.5, 0.99, 1) == 1.0
+    assert losses.top_k_fraction(0.5, 0.99, 2) == pytest.approx(0.99)
+    assert losses.top_k_fraction(0.5, 0.99, 11) == pytest.approx(0.99**10)
+    assert losses.top_k_fraction(0.5, 0.99, 500) == 0.5

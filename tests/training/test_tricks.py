@@ -1,8 +1,8 @@
 """Each training trick is a param that reaches the networks or the train step, and changes what it should.
 
-Experience replay, dropout, the initialiser's scale, biases, loss balancing, LeCam regularization and ADA's
-adaptive augmentation probability, on one replica and on two (logical CPU devices, configured in a
-subprocess before TensorFlow starts).
+Experience replay, dropout, the initialiser's scale, biases, loss balancing, LeCam regularization, top-k
+training and ADA's adaptive augmentation probability, on one replica and on two (logical CPU devices,
+configured in a subprocess before TensorFlow starts).
 """
 
 import json
@@ -225,6 +225,40 @@ def test_lecam_changes_ds_update_from_the_second_step():
         assert (gan.lecam is None) == (lecam == 0.0)
     assert not changed(weights[0.0][0], weights[0.3][0])  # no anchors yet on the first step
     assert changed(weights[0.0][1], weights[0.3][1])
+
+
+# --- top-k training -------------------------------------------------------------------------------------
+
+
+def test_top_k_gives_gs_loss_only_from_the_fakes_d_scores_highest():
+    params = tiny(top_k=0.5)
+    real, fake = np.array([1.0, -0.5, 0.2, 2.0], np.float32), np.array([0.8, 0.0, -1.5, 0.1], np.float32)
+    inputs = {"images": tf.zeros((4, 2)), "real_t": tf.ones(4), "fake_t": tf.zeros(4)}
+    logits = tf.constant(np.concatenate([real, fake]))
+    plain = step_losses(params, logits, inputs, 4, False)
+    values = step_losses(params, logits, inputs, 4, False, top_k=tf.constant(0.5))
+    kept = np.log1p(np.exp(-fake[[0, 3]]))  # non-saturating BCE of the two highest-scored fakes
+    assert float(values["g_loss"]) == pytest.approx(kept.mean(), rel=1e-5)
+    assert float(values["d_loss"]) == float(plain["d_loss"])
+    assert float(plain["g_loss"]) == pytest.approx(np.log1p(np.exp(-fake)).mean(), rel=1e-5)
+
+
+def test_top_k_changes_gs_update_once_its_share_is_below_one():
+    weights = {}
+    for share in (1.0, 0.25):
+        params = tiny(top_k=0.25)
+        strategy, gan = build(params)
+        gan.top_k.assign(share)
+        run(strategy, gan, params, [(True, False)])
+        weights[share] = trained(gan.generator)
+    assert changed(weights[1.0], weights[0.25])
+    assert build(tiny())[1].top_k is None
+
+
+def test_the_loop_sets_and_logs_the_top_k_share_of_each_epoch(prepared, run_train):
+    out, _ = run_train(prepared, tiny(epochs=3, top_k=0.3, top_k_decay=0.5))
+    rows = (out / "live" / "plots" / "metrics" / "train" / "top_k.tsv").read_text().split()
+    np.testing.assert_allclose([float(v) for v in rows[3::2]], [1.0, 0.5, 0.3])  # 0.3 = max(0.3, 0.5**2)
 
 
 # --- ADA ------------------------------------------------------------------------------------------------

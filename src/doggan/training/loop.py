@@ -28,6 +28,7 @@ from doggan.params import AugmentParams, EvalParams, TrainParams
 from doggan.training.calls import make_train_call
 from doggan.training.checkpoints import KEEP, restore_intact
 from doggan.training.inputs import train_dataset
+from doggan.training.losses import top_k_fraction
 from doggan.training.paths import TrainPaths
 from doggan.training.policy import load_policy
 from doggan.training.report import EpochReporter
@@ -265,6 +266,8 @@ def _train_steps(run: Run, iterator, chief: bool) -> bool:
         n = _call_length(run)
         if not n:
             break
+        if run.gan.top_k is not None:  # calls end at epoch ends: one share per call
+            run.gan.top_k.assign(top_k_fraction(params.top_k, params.top_k_decay, run.epoch_of(run.step + 1)))
         call_began = time.perf_counter()
         done, totals, last = call(iterator, tf.constant(n))
         totals, done = {k: float(v) for k, v in totals.items()}, int(done)

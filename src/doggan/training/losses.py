@@ -76,3 +76,20 @@ def generator_loss(kind: str, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
             1.0 + (real - tf.reduce_mean(fake))
         )
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def top_k_fraction(floor: float, decay: float, epoch: int) -> float:
+    """Top-k training's share of the fakes G learns from in 1-based `epoch` (Sinha et al. 2020): all of
+    them in the first, then decay**(epoch - 1), never below `floor`."""
+    return max(floor, decay ** (epoch - 1))
+
+
+def top_k_weights(fake: tf.Tensor, fraction: tf.Tensor) -> tf.Tensor:
+    """Per-example weights of G's loss for top-k training: 1/share for the ceil(fraction × B) fakes of
+    highest logit, 0 for the rest (share = the kept fraction of B), so averaging the weighted loss over
+    the batch averages it over the kept fakes; the ones D finds least real give G no gradient."""
+    n = tf.shape(fake)[0]
+    k = tf.maximum(1, tf.cast(tf.math.ceil(fraction * tf.cast(n, tf.float32)), tf.int32))
+    threshold = tf.math.top_k(fake, k).values[-1]
+    kept = tf.cast(fake >= threshold, tf.float32)
+    return kept * tf.cast(n, tf.float32) / tf.reduce_sum(kept)

@@ -132,6 +132,8 @@ class EpochReporter:
         log("train/lr_d", current_rate(self.gan.d_opt))
         if self.gan.ada is not None:
             log("train/ada_p", float(self.gan.ada.p.numpy()))
+        if self.gan.top_k is not None:
+            log("train/top_k", float(self.gan.top_k.numpy()))
         log("train/images_per_s", self.images_per_s())
         if epoch % self.params.sample_every == 0 or last:
             save_grid(

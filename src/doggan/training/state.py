@@ -98,6 +98,7 @@ class GAN:
     best: tf.Variable | None = None  # (MiFID, epoch) of the generator keep_best saved; (inf, 0) before
     lecam: tf.Variable | None = None  # LeCam's moving averages of D's mean logits, (real, fake)
     ada: Ada | None = None
+    top_k: tf.Variable | None = None  # share of the fakes G's loss keeps (top-k training), set each epoch
 
     @property
     def sampler(self) -> keras.Model:
@@ -175,7 +176,8 @@ def build_gan(
     ada = None
     if policy is not None and policy.ada_target:
         ada = Ada(synced("ada_p", 0.0), synced("ada_signs", 0.0), policy.ada_target, policy.ada_kimg)
-    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay, best, lecam, ada)
+    top_k = synced("top_k", 1.0) if params.top_k < 1 else None
+    return GAN(g, d, g_opt, d_opt, ema, step, lr_scale, n_classes, replay, best, lecam, ada, top_k)
 
 
 def ema_decay_at(params: TrainParams, step: tf.Tensor) -> tf.Tensor:

@@ -87,11 +87,14 @@ def step_losses(
     global_batch: int,
     replay: bool,
     lecam: tuple[tf.Tensor, tf.Tensor] | None = None,
+    top_k: tf.Tensor | None = None,
 ) -> dict:
     """d_loss and g_loss averaged over the global batch from D's logits on [real, fake, replayed], and
     d_total, D's loss to minimise: d_loss plus, with `replay`, the loss of the replayed fakes in place of
     the fresh ones, plus LeCam's penalty against the anchors of `lecam`, (anchors, weight) from
-    `lecam_terms`. Also each replica's share of the mean logits and of E[sign D(x_real)] (LeCam, ADA)."""
+    `lecam_terms`. With `top_k` (a share), G's loss keeps only that share of the fakes, those D scores
+    highest on this replica. Also each replica's share of the mean logits and of E[sign D(x_real)]
+    (LeCam, ADA)."""
     n = tf.shape(inputs["images"])[0]
     real, fake, old = logits[:n], logits[n : 2 * n], logits[2 * n :]
     average = lambda each: tf.nn.compute_average_loss(each, global_batch_size=global_batch)  # noqa: E731
@@ -104,12 +107,15 @@ def step_losses(
     if lecam is not None:
         (alpha_real, alpha_fake), weight = tf.unstack(lecam[0]), lecam[1]
         d_total += weight * average(losses.lecam_penalty(real, fake, alpha_real, alpha_fake))
+    g_loss = losses.generator_loss(params.loss, real, fake)
+    if top_k is not None:
+        g_loss *= losses.top_k_weights(fake, top_k)
     return {
         "real_logit": tf.reduce_sum(real) / global_batch,
         "fake_logit": tf.reduce_sum(fake) / global_batch,
         "real_sign": tf.reduce_sum(tf.sign(real)) / global_batch,
         "d_loss": d_loss,
-        "g_loss": average(losses.generator_loss(params.loss, real, fake)),
+        "g_loss": average(g_loss),
         "d_total": d_total,
         "d_real": tf.reduce_sum(tf.sigmoid(real)) / global_batch,
         "d_fake": tf.reduce_sum(tf.sigmoid(fake)) / global_batch,
@@ -135,7 +141,8 @@ def discriminator_pass(
         d_inputs = discriminator_batch(gan, params, inputs, fake, replay, diff)
         logits, d_extra = reconstruction.judge(gan, params, d_inputs, inputs, global_batch)
         logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
-        values = step_losses(params, logits, inputs, global_batch, replay, lecam_terms(gan, params))
+        lecam = lecam_terms(gan, params)
+        values = step_losses(params, logits, inputs, global_batch, replay, lecam, gan.top_k)
         d_total, g_loss = values.pop("d_total") + d_extra, values["g_loss"]
         d_scaled = gan.d_opt.scale_loss(d_total) if params.mixed_precision else d_total
         g_scaled = gan.g_opt.scale_loss(g_loss) if params.mixed_precision else g_loss
