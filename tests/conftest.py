@@ -76,26 +76,31 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("DOGGAN_INCEPTION_URL", f"http://127.0.0.1:{port}/inception-2015-12-05.tgz")
 
 
-@pytest.fixture
-def prepared(tmp_path):
-    """A crops file of 32 coloured squares (16×16×3, two breeds) and the policy augment writes for it."""
+def prepare(root, side=8):
+    """A crops file of 32 coloured squares (side×side×3, two breeds) in `root`, and the policy augment
+    writes for it. 8 px, the smallest side the dcgan networks draw, traces fewer blocks than larger ones."""
     from doggan.crops.file import Crops, save_crops
     from doggan.params import AugmentParams
     from doggan.training.policy import augment_stage
 
     rng = np.random.default_rng(0)
-    images = np.zeros((32, *SQUARES), np.uint8)
+    images = np.zeros((32, side, side, 3), np.uint8)
+    half = side // 2
     for image in images:
-        y, x = rng.integers(0, 8, 2)
-        image[y : y + 8, x : x + 8] = rng.integers(100, 256, 3)
+        y, x = rng.integers(0, half, 2)
+        image[y : y + half, x : x + half] = rng.integers(100, 256, 3)
     save_crops(
-        tmp_path / "crops.npz",
+        root / "crops.npz",
         Crops(images, np.arange(32, dtype=np.int32) % 2, np.arange(32).astype(str), np.array(["a", "b"])),
     )
-    augment_stage(
-        tmp_path / "crops.npz", AugmentParams(preview=4), tmp_path / "policy.json", tmp_path / "aug.png"
-    )
-    return tmp_path
+    augment_stage(root / "crops.npz", AugmentParams(preview=4), root / "policy.json", root / "aug.png")
+    return root
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """`prepare`d 8-px crops and policy in tmp_path."""
+    return prepare(tmp_path)
 
 
 TINY = dict(batch_size=8, z_dim=8, g_filters=16, d_filters=8)

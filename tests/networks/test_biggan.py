@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_mode
+from conftest import prepare, run_mode
 
 from doggan import networks
 from doggan.networks import biggan
@@ -22,6 +22,12 @@ from doggan.training import step as train_step
 HERE = Path(__file__).resolve()
 TINY = dict(architecture="biggan", g_filters=8, d_filters=8, z_dim=24, batch_size=8)
 SIDE = (16, 16, 3)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """The shared crops and policy at 16 px, the side of the gradient checks below."""
+    return prepare(tmp_path, side=16)
 
 
 def tiny(**changes) -> TrainParams:

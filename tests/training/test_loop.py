@@ -23,7 +23,7 @@ from doggan.training import step as train_step
 from doggan.training.inputs import instance_noise_std, train_dataset
 from doggan.training.inputs import step_inputs as global_step_inputs
 
-SHAPE = (16, 16, 3)
+SHAPE = (8, 8, 3)  # the `prepared` crops' side, the smallest the networks draw: fewer blocks to trace
 
 
 def test_stage_writes_a_loadable_generator_metrics_plots_and_checkpoints(prepared, run_train):
@@ -391,7 +391,7 @@ def test_the_policy_s_diffaugment_reaches_the_train_stage(prepared, run_train):
 def test_with_enlarge_real_the_training_batches_hold_the_crops_as_d_sees_g_s_drawings(enlarge_real):
     from doggan import networks
 
-    images = np.random.default_rng(0).integers(0, 256, (8, *SHAPE), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)  # G draws at 8
     params = tiny_params(batch_size=8, resolution=8, enlarge_real=enlarge_real)
     batch = next(iter(train_dataset(images, np.zeros(8, np.int32), AugmentParams(flip=False), params, 0)))
     expected = networks.as_drawn(images, params) if enlarge_real else images

@@ -4,8 +4,9 @@ only this loss reaches, and checkpoint them; the train stage runs FastGAN throug
 reloads."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import tiny_params
+from conftest import prepare, tiny_params
 
 from doggan.output import critic, sampling
 from doggan.params import AugmentParams
@@ -14,6 +15,12 @@ from doggan.training.calls import make_train_call
 from doggan.training.inputs import train_dataset
 
 SIDE = (16, 16, 3)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """The shared crops and policy at 16 px, the smallest side FastGAN draws."""
+    return prepare(tmp_path, side=16)
 
 
 def seen_images() -> np.ndarray:
