@@ -167,13 +167,30 @@ def moved_decay(step, decay, start=0, n_critic=1):
     return math.prod(warmed_up(step - i * n_critic, decay, start) for i in range(state.EMA_EVERY))
 
 
+@pytest.fixture(scope="module")
+def ema_step():
+    """`ema_step(**settings)`: (params, gan, its compiled step) on one replica for tiny_params(**settings),
+    made once per settings and kept for the module: each EMA case below sets the step it takes and reads
+    the EMA it starts from, so the weights earlier cases left do not matter, and one trace serves them all."""
+    made = {}
+
+    def get(**settings):
+        key = tuple(sorted(settings.items()))
+        if key not in made:
+            params = tiny_params(**settings)
+            strategy, gan = single_replica(params)
+            made[key] = params, gan, train_step.make_train_step(strategy, gan, params)
+        return made[key]
+
+    return get
+
+
 @pytest.mark.parametrize("step", [0, 2, 3, 7, 1000, 1003])
-def test_ema_follows_the_generator_every_few_updates_with_the_product_of_its_warmed_up_decays(step):
-    params = tiny_params(ema_decay=0.9)
-    strategy, gan = single_replica(params)
+def test_ema_follows_the_generator_every_few_updates_with_the_product_of_its_warmed_up_decays(ema_step, step):
+    params, gan, train = ema_step(ema_decay=0.9)
     gan.step.assign(step)
     start = [w.copy() for w in gan.ema.get_weights()]
-    train_step.make_train_step(strategy, gan, params)(step_inputs(params))
+    train(step_inputs(params))
     decay = moved_decay(step, 0.9)
     assert (decay == 1.0) == (step in (0, 2, 1000))
     for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
@@ -181,13 +198,12 @@ def test_ema_follows_the_generator_every_few_updates_with_the_product_of_its_war
 
 
 @pytest.mark.parametrize("step", [3, 7, 11, 12])
-def test_ema_copies_the_generator_until_ema_start_then_warms_up_from_there(step):
-    params = tiny_params(ema_decay=0.9, ema_start=5)
-    strategy, gan = single_replica(params)
+def test_ema_copies_the_generator_until_ema_start_then_warms_up_from_there(ema_step, step):
+    params, gan, train = ema_step(ema_decay=0.9, ema_start=5)
     gan.ema.set_weights([w + 1.0 for w in gan.ema.get_weights()])
     gan.step.assign(step)
     start = [w.copy() for w in gan.ema.get_weights()]
-    train_step.make_train_step(strategy, gan, params)(step_inputs(params))
+    train(step_inputs(params))
     decay = moved_decay(step, 0.9, start=5)
     assert decay == {3: 0.0, 7: 0.0, 12: 1.0}.get(step, decay)  # a move over step 4 copies G
     for e0, e1, w in zip(start, gan.ema.get_weights(), gan.generator.get_weights(), strict=True):
