@@ -2,31 +2,43 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
-from conftest import tiny_params
+from conftest import prepare, tiny_params, train_paths
 
 from doggan.crops.file import Crops, save_crops
 from doggan.output import sampling
 from doggan.params import EvalParams
 from doggan.scoring.evaluation import real_stats_stage, score_images
+from doggan.training import loop
 
 SEED = 3
 EVAL = EvalParams(backbone="standin", real="crops", n_images_train=64, batch_size=64)
 
 
+def with_stats(root):
+    """`root` with real-image statistics of its crops."""
+    real_stats_stage(root / "no_raw", root / "crops.npz", EVAL, root / "stats.npz")
+    return root
+
+
 @pytest.fixture
 def prepared(prepared):
     """The shared crops and policy, with real-image statistics of those crops."""
-    real_stats_stage(prepared / "no_raw", prepared / "crops.npz", EVAL, prepared / "stats.npz")
-    return prepared
+    return with_stats(prepared)
+
+
+def train_in(root, **overrides):
+    """Train on `root` with tiny settings plus `overrides`, scored against its stats.npz; (out, summary)."""
+    summary = loop.train_stage(train_paths(root, "stats.npz"), tiny_params(seed=SEED, **overrides), EVAL)
+    return root / "out", summary
 
 
 @pytest.fixture
-def train(run_train):
-    """Train on `root` with tiny settings plus `overrides`, scored against its stats.npz."""
-    return lambda root, **overrides: run_train(root, tiny_params(seed=SEED, **overrides), EVAL, "stats.npz")
+def train():
+    return train_in
 
 
 def logged_mifid(live_dir):
@@ -73,8 +85,28 @@ def stats_from_epoch_two(root, train):
     real_stats_stage(root / "no_raw", root / "epoch2.npz", EVAL, root / "stats.npz")
 
 
-def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared, train):
-    stats_from_epoch_two(prepared, train)
+@pytest.fixture(scope="module")
+def epoch_two(tmp_path_factory):
+    """A prepared folder after `stats_from_epoch_two`, made once for the keep_best tests (one worker runs
+    them: they share an xdist group)."""
+    root = with_stats(prepare(tmp_path_factory.mktemp("epoch_two")))
+    stats_from_epoch_two(root, train_in)
+    return root
+
+
+@pytest.fixture
+def dipping(epoch_two, tmp_path):
+    """A copy of `epoch_two` for one test: statistics its runs' MiFID series dips towards, then leaves."""
+    shutil.copytree(epoch_two, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+KEEP_BEST = pytest.mark.xdist_group("keep-best")
+
+
+@KEEP_BEST
+def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(dipping, train):
+    prepared = dipping
     out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, **FAST)
     values = [value for _, value in logged_mifid(out / "live")]
     assert len(values) == 5
@@ -86,8 +118,9 @@ def test_keep_best_saves_the_generator_of_the_lowest_mifid_epoch(prepared, train
     assert saved_generator_mifid(out, prepared) == pytest.approx(summary["best_mifid"], rel=1e-5)
 
 
-def test_a_resumed_run_keeps_the_best_generator_of_the_epochs_before_it(prepared, train):
-    stats_from_epoch_two(prepared, train)
+@KEEP_BEST
+def test_a_resumed_run_keeps_the_best_generator_of_the_epochs_before_it(dipping, train):
+    prepared = dipping
     train(prepared, epochs=3, eval_every=1, keep_best=True, **FAST)
     out, summary = train(prepared, epochs=5, eval_every=1, keep_best=True, resume=True, **FAST)
     values = [value for _, value in logged_mifid(out / "live")]
