@@ -106,6 +106,8 @@ RECIPES = {
     "at-16": ({**TRANSPOSE, "resolution": 16}, {}),
     "top-k-0.5": ({"top_k": 0.5}, {}),
     "top-k-0.75": ({"top_k": 0.75}, {}),
+    "batch-8": ({"batch_size": 8}, {}),  # twice the steps of the default's batch for the same images
+    "d-filters-64": ({"d_filters": 64}, {}),
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])
