@@ -28,6 +28,8 @@ OUTPUTS = (
 )
 
 pytestmark = pytest.mark.slow
+# The tests of one `workdir` share an xdist group: one worker runs them, so its two stage runs happen once.
+WORKDIR = pytest.mark.xdist_group("faults-workdir")
 
 
 def stage_env(**extra) -> dict:
@@ -70,12 +72,14 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+@WORKDIR
 def test_start_up_is_quiet_about_a_missing_gpu_and_says_what_it_runs_on(workdir):
     stderr = workdir.joinpath("first_stderr.txt").read_text()
     assert "cuInit" not in stderr and not re.search(r"^[IWE]\d{4} ", stderr, re.M), stderr
     assert re.search(r"stage submission: running on (CPU \(\d+ cores\), no GPU|\d+ GPU\(s\): )", stderr)
 
 
+@WORKDIR
 def test_a_killed_submission_leaves_no_process_and_the_next_run_no_temp_file(workdir):
     before = outputs(workdir)
     stage = subprocess.Popen(
@@ -110,6 +114,7 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
 
+@WORKDIR
 def test_a_file_size_limit_is_one_line_and_leaves_the_previous_outputs(workdir):
     before = outputs(workdir)
     result = run_stage(workdir, preexec_fn=limit_file_size)
@@ -132,6 +137,7 @@ def without_root_override() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) refused")
 
 
+@WORKDIR
 def test_a_read_only_output_folder_is_one_line_and_leaves_the_previous_outputs(workdir):
     before = outputs(workdir)
     folder = workdir / "data" / "raw"

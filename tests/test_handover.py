@@ -19,6 +19,8 @@ from doggan.training import loop
 from doggan.training.policy import augment_stage, load_policy
 
 EVAL = EvalParams(backbone="standin", real="crops", n_images_train=32, batch_size=32)
+# One xdist group: one worker runs the file, so the module's small real run is made once.
+pytestmark = pytest.mark.xdist_group("handover-run")
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,10 @@ def tree_hashes(root: Path) -> dict:
     }
 
 
+# The tests of `kaggle_input` share an xdist group: one worker runs them, so doggan's wheel is built once.
+KAGGLE_INPUT = pytest.mark.xdist_group("kaggle-input")
+
+
 @pytest.fixture(scope="module")
 def kaggle_input(tmp_path_factory):
     """kaggle/input as a session sees it: the competition's zips extracted as Kaggle mounts them
@@ -114,6 +118,7 @@ def spec(tmp_path, *overrides, **fields):
 
 
 @pytest.mark.slow
+@KAGGLE_INPUT
 def test_the_notebook_runs_end_to_end_in_a_kaggle_layout(tmp_path, kaggle_input, offline_env, monkeypatch):
     from nbclient import NotebookClient
 
@@ -182,6 +187,7 @@ def test_the_wheels_install_doggan_into_a_fresh_venv_without_an_index(tmp_path, 
     assert Path(found[1], "presets.yaml").is_file()  # the package data came along
 
 
+@KAGGLE_INPUT
 def test_the_requirements_are_what_kaggle_lacks_with_doggans_ranges(kaggle_input):
     from packaging.requirements import Requirement
 

@@ -102,6 +102,11 @@ def inception(tmp_path_factory):
     return home, batch, model(resized / 127.5 - 1.0, training=False).numpy()
 
 
+# The tests of `inception` share an xdist group: one worker runs them, so InceptionV3 is built once.
+INCEPTION = pytest.mark.xdist_group("keras-inception")
+
+
+@INCEPTION
 def test_keras_inception_loads_a_weights_file(inception):
     home, batch, expected = inception
     backbone = backbones.keras_application("keras_imagenet", str(home / "inception.weights.h5"))
@@ -109,6 +114,7 @@ def test_keras_inception_loads_a_weights_file(inception):
     np.testing.assert_allclose(backbones.features(backbone, [batch]), expected, rtol=1e-4, atol=1e-5)
 
 
+@INCEPTION
 def test_auto_takes_inception_weights_placed_in_the_keras_cache(inception, monkeypatch):
     home, batch, expected = inception
     monkeypatch.setenv("KERAS_HOME", str(home))

@@ -14,6 +14,8 @@ from doggan.params import EvalParams
 from doggan.scoring.evaluation import evaluate_stage, load_stats, real_stats_stage, score_images
 
 PARAMS = EvalParams(backbone="standin", batch_size=64)
+# One xdist group: one worker runs the file, so the module's statistics are made once.
+pytestmark = pytest.mark.xdist_group("evaluation-stats")
 
 
 @pytest.fixture(scope="module")

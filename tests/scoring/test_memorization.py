@@ -19,6 +19,8 @@ from doggan.scoring.evaluation import evaluate_stage, load_stats, real_stats_sta
 
 PARAMS = EvalParams(backbone="standin", batch_size=64)
 PAD = 2  # the grid's border (doggan.output.grids.make_grid), before its 2x scale
+# One xdist group: one worker runs the file, so the module's statistics are made once.
+pytestmark = pytest.mark.xdist_group("memorization-project")
 
 
 def write_zip(path, images):
