@@ -26,21 +26,37 @@ def script_env(**extra) -> dict:
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
-def run_mode(script, mode: str, out, timeout: float = 240) -> None:
-    """Run a test file as a script in a fresh process, `python script mode out` (how the tests that split
-    the CPU into logical devices run, as TensorFlow must not be initialised first); fails with its output
-    when it does."""
+def start_mode(script, mode: str, out):
+    """Start a test file as a script in a fresh process, `python script mode out` (how the tests that split
+    the CPU into logical devices run, as TensorFlow must not be initialised first); `finish_mode` waits."""
     import subprocess
     import sys
+    import tempfile
 
-    result = subprocess.run(
+    # A file, not a pipe, so processes run side by side never block; finish_mode closes it.
+    output = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    process = subprocess.Popen(
         [sys.executable, str(script), mode, str(out)],
         env=script_env(),
-        capture_output=True,
+        stdout=output,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    process.output = output
+    return process
+
+
+def finish_mode(process, timeout: float = 240) -> None:
+    """Wait for a `start_mode` process; fails with its output when it does."""
+    with process.output as output:
+        process.wait(timeout=timeout)
+        output.seek(0)
+        assert process.returncode == 0, output.read()[-6000:]
+
+
+def run_mode(script, mode: str, out, timeout: float = 240) -> None:
+    """Run `python script mode out` (`start_mode`) to its end; fails with its output when it does."""
+    finish_mode(start_mode(script, mode, out), timeout)
 
 
 def descendants(pid: int) -> set[int]:
