@@ -31,8 +31,8 @@ EVAL_METRICS = ["mifid", "fid", "kid", "precision", "recall", "density", "covera
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc-repro")]
 
 
-def run(cmd, cwd, env):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+def run(cmd, cwd, env, timeout=None):
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -179,7 +179,7 @@ def test_a_queued_train_change_reruns_only_downstream_and_shows_in_exp_show(repo
     run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=2", "-n", "two-epochs"], repo, env)
     # A queue worker runs it; `--run-all` starts that worker and returns once its result is collected
     # (rather than a `dvc queue status` process every few seconds, each about a second of CPU).
-    run(["dvc", "exp", "run", "--run-all"], repo, env)
+    run(["dvc", "exp", "run", "--run-all"], repo, env, timeout=600)
     status = run(["dvc", "queue", "status"], repo, env)
     assert status.count("Success") == 1, status
     log = run(["dvc", "queue", "logs", "two-epochs"], repo, env)
