@@ -49,6 +49,7 @@ TINY = (
     "train.batch_size=16",
     "train.g_filters=32",
     "train.d_filters=16",
+    "train.resolution=16",
     "train.checkpoint_every=2",
     "eval.backbone=standin",
     "eval.batch_size=50",
