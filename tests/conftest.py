@@ -8,6 +8,10 @@ import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# DVC's command line reports each command's usage from a background process it starts (a Python start and
+# a network attempt per `dvc` call): the tests' dvc commands, and those of the processes they start, send
+# nothing.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
