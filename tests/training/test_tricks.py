@@ -85,17 +85,29 @@ def test_replay_buffer_keeps_its_size_over_many_steps():
     assert np.abs(images).max() <= 1.0
 
 
-def test_replay_changes_the_discriminator_update():
+@pytest.fixture(scope="module")
+def plain_steps():
+    """Two plain steps of a fresh tiny() GAN from the first batch: (each step's values, D's weights after),
+    made once for the replay and the balancing checks (their tests share an xdist group)."""
+    params = tiny()
+    strategy, plain = build(params)
+    stats = run(strategy, plain, params, [(True, False), (True, False)])
+    return stats, plain.discriminator.get_weights()
+
+
+PLAIN_STEPS = pytest.mark.xdist_group("tricks-plain-steps")
+
+
+@PLAIN_STEPS
+def test_replay_changes_the_discriminator_update(plain_steps):
     with_replay = tiny(replay_size=16, replay_every=2)
-    without = tiny()
+    _, plain_d = plain_steps  # the same steps without a replay buffer
     strategy, replayed = build(with_replay)
     run(strategy, replayed, with_replay, [(True, False), (True, True)])
-    strategy, plain = build(without)
-    run(strategy, plain, without, [(True, False), (True, False)])
     strategy, kept = build(with_replay)  # a buffer that is filled but not replayed changes nothing
     run(strategy, kept, with_replay, [(True, False), (True, False)])
-    assert changed(replayed.discriminator.get_weights(), plain.discriminator.get_weights())
-    for a, b in zip(kept.discriminator.get_weights(), plain.discriminator.get_weights(), strict=True):
+    assert changed(replayed.discriminator.get_weights(), plain_d)
+    for a, b in zip(kept.discriminator.get_weights(), plain_d, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -167,10 +179,9 @@ def test_balancing_skips_the_update_of_the_network_far_ahead(skipped):
     assert [s[column] for s in stats] == [1.0, 1.0, 1.0] and [s[other] for s in stats] == [0.0] * 3
 
 
-def test_balancing_ratios_of_zero_never_skip():
-    params = tiny()
-    strategy, gan = build(params)
-    stats = run(strategy, gan, params, [(True, False)] * 2)
+@PLAIN_STEPS
+def test_balancing_ratios_of_zero_never_skip(plain_steps):
+    stats, _ = plain_steps  # tiny(): balance_d and balance_g are 0
     assert not any(s[k] for s in stats for k in ("d_skipped", "g_skipped"))
 
 
