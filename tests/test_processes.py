@@ -12,11 +12,14 @@ from conftest import descendants, running
 
 POOLS = textwrap.dedent(
     """
-    import multiprocessing, os, time
+    import multiprocessing, os, signal, time
     from concurrent.futures import ProcessPoolExecutor
     from doggan.processes import watch_parent
 
     if __name__ == "__main__":
+        # Ctrl-C as a terminal delivers it, even when the tests run as a background job, whose processes
+        # start with SIGINT ignored (this one would then sleep its 600 s through the signal)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         parent = os.getpid()
         spawned = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=watch_parent, initargs=(parent,))
