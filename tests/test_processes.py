@@ -26,7 +26,11 @@ POOLS = textwrap.dedent(
         [f.result() for f in [spawned.submit(time.sleep, 1) for _ in range(2)]]
         forked = multiprocessing.get_context("fork").Pool(2, watch_parent, (parent,))
         print("started", flush=True)
-        time.sleep(600)
+        # short sleeps: the kernel may hand SIGINT to one of the pools' threads, and Python runs the handler
+        # only when the main thread next runs, which one long sleep would delay by up to 600 s
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
     """
 )
 
