@@ -26,7 +26,8 @@ from quality import HIGHER_IS_BETTER, base_params, prepare  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from doggan import params  # noqa: E402
-from doggan.files import write_json  # noqa: E402
+from doggan.files import atomic_path, write_json  # noqa: E402
+from doggan.output.grids import make_grid  # noqa: E402
 from doggan.scoring import evaluation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +41,8 @@ def tile(folder: Path) -> Image.Image:
     files = sorted(folder.glob("*.png"), key=lambda f: int(f.stem))
     if len(files) != PER_ROW**2:
         raise SystemExit(f"{folder}: {len(files)} PNGs, a set holds {PER_ROW**2}")
-    grid = Image.new("RGB", (SIDE * PER_ROW, SIDE * PER_ROW))
-    for i, f in enumerate(files):
-        grid.paste(Image.open(f).convert("RGB"), (SIDE * (i % PER_ROW), SIDE * (i // PER_ROW)))
-    return grid
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    return Image.fromarray(make_grid(images, PER_ROW, pad=0))
 
 
 def untile(path: Path) -> np.ndarray:
@@ -56,7 +55,8 @@ def untile(path: Path) -> np.ndarray:
 def add(name: str, folder: Path, dogs: int, made_by: str) -> None:
     """Save a folder of 64 images as set `name` with its count of dogs."""
     EYES.mkdir(parents=True, exist_ok=True)
-    tile(folder).save(EYES / f"{name}.png")
+    with atomic_path(EYES / f"{name}.png") as tmp:
+        tile(folder).save(tmp, format="PNG")
     counts_path = EYES / "counts.json"
     counts = json.loads(counts_path.read_text()) if counts_path.is_file() else {}
     counts[name] = {"dogs": dogs, "of": PER_ROW**2, "made_by": made_by}
