@@ -108,6 +108,9 @@ RECIPES = {
     "top-k-0.75": ({"top_k": 0.75}, {}),
     "batch-8": ({"batch_size": 8}, {}),  # twice the steps of the default's batch for the same images
     "d-filters-64": ({"d_filters": 64}, {}),
+    "cosine": ({"lr_schedule": "cosine"}, {}),  # both rates decayed to 0 over the run
+    "ralsgan": ({"loss": "ralsgan"}, {}),  # relativistic average least squares, as 2019's public dog kernels
+    "translation-cutout": ({}, TRANS_CUT),  # the default before augment.diff: translation
 }
 # run when no recipe is named: the default against the options that may make dogs on every seed
 CANDIDATES = tuple(list(RECIPES)[:15])
